@@ -1,0 +1,54 @@
+# relayshop: thin wrappers. `make run` and `make test` are the two commands of the README.
+SHELL := /bin/sh
+UV := $(shell sh scripts/uv.sh)
+# Never download an interpreter: use the machine's Python >= 3.11.
+export UV_PYTHON_DOWNLOADS := never
+VENV := .venv/bin
+RELAYSHOP_DATA_DIR ?= var
+# Ports of `make run` (CONTRACT.md section 1); each is also a setting of its own.
+RELAYSHOP_GATEWAY_PORT ?= 8000
+RELAYSHOP_AUTH_PORT ?= 8001
+RELAYSHOP_ORDERS_PORT ?= 8002
+RELAYSHOP_PAYMENTS_PORT ?= 8003
+RELAYSHOP_INVENTORY_PORT ?= 8004
+RELAYSHOP_REDIS_PORT ?= 6390
+RELAYSHOP_AUTH_URL ?= http://127.0.0.1:$(RELAYSHOP_AUTH_PORT)
+RELAYSHOP_ORDERS_URL ?= http://127.0.0.1:$(RELAYSHOP_ORDERS_PORT)
+RELAYSHOP_PAYMENTS_URL ?= http://127.0.0.1:$(RELAYSHOP_PAYMENTS_PORT)
+RELAYSHOP_INVENTORY_URL ?= http://127.0.0.1:$(RELAYSHOP_INVENTORY_PORT)
+RELAYSHOP_GATEWAY_URL ?= http://127.0.0.1:$(RELAYSHOP_GATEWAY_PORT)
+REDIS_URL ?= redis://127.0.0.1:$(RELAYSHOP_REDIS_PORT)/0
+export RELAYSHOP_DATA_DIR RELAYSHOP_GATEWAY_PORT RELAYSHOP_AUTH_PORT RELAYSHOP_ORDERS_PORT
+export RELAYSHOP_PAYMENTS_PORT RELAYSHOP_INVENTORY_PORT RELAYSHOP_REDIS_PORT REDIS_URL
+export RELAYSHOP_AUTH_URL RELAYSHOP_ORDERS_URL RELAYSHOP_PAYMENTS_URL RELAYSHOP_INVENTORY_URL
+export RELAYSHOP_GATEWAY_URL
+
+.PHONY: help sync run test test-e2e lint compose-check bench load demo trace clean
+
+help:
+	@echo "make run            start the whole system (gateway http://127.0.0.1:8000)"
+	@echo "make test           every test: unit, integration, end-to-end, deploy checks"
+	@echo "make lint           ruff and mypy"
+	@echo "make compose-check  validate docker-compose, Dockerfiles and Kubernetes manifests"
+
+sync:
+	@$(UV) sync --frozen --quiet
+
+run: sync
+	@mkdir -p $(RELAYSHOP_DATA_DIR)
+	exec $(VENV)/honcho --no-prefix -f Procfile start
+
+test: sync
+	$(VENV)/python tools/compose_check.py
+	$(VENV)/python -m pytest
+
+compose-check: sync
+	$(VENV)/python tools/compose_check.py
+
+lint: sync
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy shared/src services/*/src
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

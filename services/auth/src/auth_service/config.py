@@ -1,0 +1,81 @@
+"""The auth service's settings: one pydantic-settings class on top of the platform's.
+
+Every field is an environment variable ``RELAYSHOP_<FIELD>``, e.g.
+``RELAYSHOP_ACCESS_TOKEN_TTL_SECONDS``.
+``RELAYSHOP_ENV=production`` refuses the demo client secrets (see ``secret_fields``) and the demo
+accounts (``RELAYSHOP_SEED_DEMO_USERS`` must be false there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from relayshop_platform.settings import PlatformSettings
+
+# The services that may ask for a client_credentials token (RFC 6749 section 4.4).
+SERVICE_CLIENT_IDS = ("gateway", "orders", "payments", "inventory")
+# The docs' Swagger UI runs on each service's own port; it posts to /auth/token from there.
+LOCAL_DOCS_ORIGINS = [
+    f"http://{host}:{port}" for host in ("localhost", "127.0.0.1") for port in range(8000, 8005)
+]
+
+
+class AuthSettings(PlatformSettings):
+    service_name: str = "auth"
+    port: int = 8001
+    client_secret: str = "auth-demo-secret"
+
+    # Short-lived access tokens keep revocation cheap; refresh tokens carry the long session.
+    access_token_ttl_seconds: int = Field(default=300, ge=1, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    # Private signing keys live here (0700 dir, 0600 files). Default: <data_dir>/keys.
+    keys_dir: Path | None = None
+
+    # Secrets of the service clients auth accepts (hashed with argon2id when seeded).
+    gateway_client_secret: str = "gateway-demo-secret"
+    orders_client_secret: str = "orders-demo-secret"
+    payments_client_secret: str = "payments-demo-secret"
+    inventory_client_secret: str = "inventory-demo-secret"
+
+    seed_demo_users: bool = True
+
+    # Online guessing defence (OWASP Authentication Cheat Sheet): failures counted in Redis per
+    # username and per client address within a sliding-from-first-failure window.
+    login_max_failures_per_username: int = Field(default=10, ge=1)
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+    login_failure_window_seconds: int = Field(default=300, ge=1)
+    # X-Forwarded-For is believed only when the direct peer is one of these (the gateway).
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+
+    cors_origins: list[str] = LOCAL_DOCS_ORIGINS
+    redis_timeout_seconds: float = 2.0
+
+    @property
+    def key_directory(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    def service_client_secrets(self) -> dict[str, str]:
+        return {
+            client_id: getattr(self, f"{client_id}_client_secret")
+            for client_id in SERVICE_CLIENT_IDS
+        }
+
+    def secret_fields(self) -> dict[str, str]:
+        secrets = super().secret_fields()
+        secrets.update(
+            {
+                f"{client_id}_client_secret": value
+                for client_id, value in self.service_client_secrets().items()
+            }
+        )
+        return secrets
+
+    @model_validator(mode="after")
+    def _refuse_demo_users_in_production(self) -> AuthSettings:
+        if self.env == "production" and self.seed_demo_users:
+            raise ValueError(
+                "RELAYSHOP_ENV=production refuses the demo accounts: "
+                "set RELAYSHOP_SEED_DEMO_USERS=false"
+            )
+        return self

@@ -1,0 +1,109 @@
+"""The auth service: issues, refreshes and revokes relayshop's tokens, and publishes its keys.
+
+    uvicorn auth_service.main:create_app --factory --port 8001
+
+Auth verifies bearer tokens (userinfo, logout, admin) with the same platform TokenVerifier as
+every other service, but reads the public keys straight from its own KeyStore (``local_keys``)
+instead of fetching its own JWKS over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from relayshop_platform.app import create_service_app
+from relayshop_platform.revocation import RevocationStore
+from sqlmodel import SQLModel
+
+from .config import AuthSettings
+from .keys import KeyStore
+from .oauth import install_oauth_error_handler
+from .passwords import Passwords
+from .revoker import Revoker
+from .routes import discovery, keys, revocation, token, userinfo
+from .seed import seed
+from .throttle import LoginThrottle
+
+log = logging.getLogger("auth")
+
+
+def create_app() -> FastAPI:
+    settings = AuthSettings()  # fresh on every call: tests change the environment
+    key_store = KeyStore(
+        settings.key_directory,
+        grace_seconds=settings.access_token_ttl_seconds + settings.leeway_seconds,
+    )
+
+    async def on_startup(app: FastAPI) -> None:
+        await key_store.load()
+        redis = aioredis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            socket_timeout=settings.redis_timeout_seconds,
+        )
+        app.state.redis = redis
+        app.state.keys = key_store
+        app.state.revoker = Revoker(RevocationStore(redis), app.state.revocations)
+        app.state.throttle = LoginThrottle(
+            redis,
+            max_per_username=settings.login_max_failures_per_username,
+            max_per_address=settings.login_max_failures_per_address,
+            window_seconds=settings.login_failure_window_seconds,
+        )
+        app.state.passwords = await Passwords.create()
+        async with app.state.sessionmaker() as db:
+            await seed(db, settings)
+        # Answer bearer requests only once the revocation mirror is in sync (it refuses with
+        # 503 until then); do not hang forever if Redis is down: /readyz reports it.
+        if not await app.state.revocations.wait_synced(3.0):
+            log.warning("revocation mirror not in sync yet (Redis unreachable?)")
+
+    app = create_service_app(
+        settings,
+        title="relayshop auth",
+        description="Issues and revokes relayshop's tokens (OAuth 2.0, RFC 9068 JWTs).",
+        routers=[token.router, revocation.router, userinfo.router, discovery.router, keys.router],
+        metadata=SQLModel.metadata,
+        on_startup=on_startup,
+        local_keys=key_store,
+        openapi_tags=[
+            {"name": "auth", "description": "Tokens, sessions and revocation."},
+            {"name": "discovery", "description": "Public metadata and signing keys."},
+            {"name": "admin", "description": "Key rotation (admin role)."},
+        ],
+    )
+    install_oauth_error_handler(app)
+    # Swagger UI on each service's port posts to /auth/token: a cross-origin request. No
+    # credentials (cookies) are involved, so allow_credentials stays off.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_credentials=False,
+    )
+    _close_redis_on_shutdown(app)
+    return app
+
+
+def _close_redis_on_shutdown(app: FastAPI) -> None:
+    """create_service_app has a startup hook but no shutdown hook: wrap its lifespan."""
+    platform_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with platform_lifespan(app_) as state:
+            try:
+                yield state
+            finally:
+                redis = getattr(app_.state, "redis", None)
+                if redis is not None:
+                    await redis.aclose()
+
+    app.router.lifespan_context = lifespan

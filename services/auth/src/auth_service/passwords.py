@@ -1,0 +1,43 @@
+"""Password hashing with argon2id (pwdlib), off the event loop.
+
+Parameters are the OWASP Password Storage Cheat Sheet's argon2id minimum: 19 MiB of memory,
+2 iterations, 1 lane (about 20-40 ms per hash on one core). Hashing is deliberately slow, so it
+runs in a worker thread: one sign-in must not stall every other request on this event loop.
+
+``verify_or_dummy`` verifies against a dummy hash when the account does not exist, so "no such
+user" takes as long as "wrong password" and the timing does not reveal which usernames exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+MAX_PASSWORD_LENGTH = 1024  # refused before hashing: a 1 MB "password" must cost us nothing
+
+_hasher = PasswordHash((Argon2Hasher(memory_cost=19 * 1024, time_cost=2, parallelism=1),))
+
+
+class Passwords:
+    def __init__(self, dummy_hash: str) -> None:
+        self._dummy_hash = dummy_hash
+
+    @classmethod
+    async def create(cls) -> Passwords:
+        return cls(await hash_password(secrets.token_urlsafe(16)))
+
+    async def verify_or_dummy(self, password: str, password_hash: str | None) -> bool:
+        """True only if the account exists and the password matches; same cost either way."""
+        matches = await verify_password(password, password_hash or self._dummy_hash)
+        return matches and password_hash is not None
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password: str, password_hash: str) -> bool:
+    return await asyncio.to_thread(_hasher.verify, password, password_hash)

@@ -1,0 +1,89 @@
+"""Failed sign-ins are throttled per username and per address, and the lock always ends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from auth_service.throttle import client_address
+from starlette.requests import Request
+
+
+def fail(api, username: str, times: int) -> None:
+    for _ in range(times):
+        assert api.sign_in(username, "wrong-password").status_code == 400
+
+
+def test_sign_in_answers_429_after_ten_failures(api) -> None:
+    fail(api, "alice", 10)
+
+    response = api.sign_in("alice")  # even the right password now waits
+
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= 300
+    assert response.json()["error"] == "slow_down"
+    assert api.sign_in("bob").status_code == 200  # other accounts are not affected
+
+
+def test_sign_in_throttles_unknown_usernames_too(api) -> None:
+    username = "ghost-" + uuid.uuid4().hex[:8]
+    fail(api, username, 10)
+
+    assert api.sign_in(username, "wrong-password").status_code == 429
+
+
+def test_successful_sign_in_resets_the_username_counter(api) -> None:
+    fail(api, "alice", 9)
+    api.login("alice")
+    fail(api, "alice", 9)
+
+    assert api.sign_in("alice").status_code == 200
+
+
+def test_sign_in_unlocks_when_the_window_ends(monkeypatch, make_api) -> None:
+    monkeypatch.setenv("RELAYSHOP_LOGIN_MAX_FAILURES_PER_USERNAME", "3")
+    monkeypatch.setenv("RELAYSHOP_LOGIN_FAILURE_WINDOW_SECONDS", "1")
+    api = make_api()
+    fail(api, "alice", 3)
+    assert api.sign_in("alice").status_code == 429
+
+    deadline = time.monotonic() + 5
+    while api.sign_in("alice").status_code == 429:
+        assert time.monotonic() < deadline, "the lock did not end with its window"
+        time.sleep(0.1)
+
+
+def test_sign_in_throttles_one_address_across_usernames(monkeypatch, make_api) -> None:
+    monkeypatch.setenv("RELAYSHOP_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
+    api = make_api()
+    for _ in range(3):
+        fail(api, "ghost-" + uuid.uuid4().hex[:8], 1)
+
+    response = api.sign_in("alice")
+
+    assert response.status_code == 429
+    assert "retry-after" in response.headers
+
+
+def request_from(peer: str, forwarded: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    return Request({"type": "http", "client": (peer, 5000), "headers": headers})
+
+
+def test_client_address_ignores_forwarded_for_from_untrusted_peer() -> None:
+    request = request_from("203.0.113.9", "198.51.100.1")
+
+    assert client_address(request, ["127.0.0.1"]) == "203.0.113.9"
+
+
+def test_client_address_takes_rightmost_untrusted_hop_behind_trusted_proxy() -> None:
+    # The client forged the first entry; the gateway appended the address it really saw.
+    request = request_from("127.0.0.1", "6.6.6.6, 198.51.100.7")
+
+    assert client_address(request, ["127.0.0.1"]) == "198.51.100.7"
+
+
+def test_client_address_falls_back_to_peer_on_garbage_forwarded_for() -> None:
+    request = request_from("127.0.0.1", "not-an-address")
+
+    assert client_address(request, ["127.0.0.1"]) == "127.0.0.1"

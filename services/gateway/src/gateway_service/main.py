@@ -1,0 +1,79 @@
+"""The gateway: the single public entry point (port 8000).
+
+    RequestIdMiddleware -> Proxy     /auth/..., /api/... : token check at the edge, then streamed
+    GatewayASGI ---------|                                  to the service (proxy.py)
+                         `-> FastAPI  /healthz, /readyz, /docs, GET /api/orders/{id}/summary
+
+The FastAPI app (create_service_app: errors, request ids, tracing, verifier, revocation mirror)
+serves the gateway's own routes and owns the lifespan; the proxy path bypasses the framework for
+speed (see proxy.py) but reads the same verifier from app.state. Run it with
+``uvicorn gateway_service.main:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from relayshop_platform.app import RequestIdMiddleware, create_service_app
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import GatewaySettings, get_settings
+from .proxy import Proxy, upstream_session_lifespan
+from .routes import health, summary
+
+# The one /api path the gateway answers itself instead of proxying.
+_SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
+# Probes the platform's tracing leaves untraced (tracing.instrument_app excludes them).
+_UNTRACED = frozenset({"/healthz", "/readyz"})
+_ids = RandomIdGenerator()
+
+
+def is_proxied(method: str, path: str) -> bool:
+    if not path.startswith(("/api/", "/auth/")) and path not in ("/api", "/auth"):
+        return False
+    return not (method in ("GET", "HEAD") and _SUMMARY.fullmatch(path))
+
+
+class GatewayASGI:
+    """Sends /auth and /api requests to the proxy and everything else (lifespan included) to
+    the FastAPI app. Each request passes through exactly one RequestIdMiddleware: the proxy's
+    here, or the one create_service_app installed inside FastAPI."""
+
+    def __init__(self, app: FastAPI, settings: GatewaySettings) -> None:
+        self.app = app
+        self.proxy: ASGIApp = RequestIdMiddleware(Proxy(settings, app.state))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_proxied(scope["method"], scope["path"]):
+            await self.proxy(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] in _UNTRACED:
+            # CONTRACT.md wants X-Trace-Id on every response, probes too. A non-recording span
+            # gives them a trace id without exporting a span per probe every few seconds.
+            context = trace.SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(), False)
+            with trace.use_span(trace.NonRecordingSpan(context)):
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings | None = None) -> GatewayASGI:
+    settings = settings or get_settings()
+    app = create_service_app(
+        settings,
+        title="relayshop gateway",
+        description=(
+            "The single public entry point. `/auth/*` goes to auth; `/api/orders`, "
+            "`/api/payments` and `/api/inventory` go to their services after the gateway "
+            "checked the bearer token and its coarse route rules. This page documents only the "
+            "gateway's own routes; each service documents its API at its own `/docs`."
+        ),
+        routers=[
+            health.router,  # before the platform's /readyz, so this one answers
+            summary.router,
+            APIRouter(lifespan=upstream_session_lifespan(settings)),
+        ],
+    )
+    return GatewayASGI(app, settings)

@@ -1,0 +1,106 @@
+"""GET /api/orders/{order_id}/summary: one order with its payment and products, in one call.
+
+The one piece of the public API the gateway serves itself (an aggregation, the "API composition"
+pattern). It calls the three services exactly as the client would, relaying the caller's own
+token (BearerRelay), so each service applies its own rules: a customer asking for someone else's
+order gets the 404 orders gives, and sees only what the token may see. No service token is added:
+these are public operations, and the gateway must not reach more than its caller could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Path, Request
+from relayshop_platform.errors import (
+    InsufficientScope,
+    InvalidToken,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from relayshop_platform.relay import BearerRelay
+from relayshop_platform.security import CurrentUser, bearer_token
+
+from ..config import GatewaySettings
+from ..models import OrderSummary
+
+router = APIRouter(tags=["orders"])
+
+OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _timed_out(exc: httpx.HTTPError) -> bool:
+    # httpx-aiohttp 0.2.0 reports a refused connection as httpx.ConnectTimeout. The aiohttp error
+    # it wraps (__cause__) tells a real timeout (a TimeoutError) from a refusal (503, not 504).
+    if exc.__cause__ is not None:
+        return isinstance(exc.__cause__, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException)
+
+
+async def _get(
+    request: Request, upstream: str, base_url: str, path: str, relay: BearerRelay
+) -> dict[str, Any] | None:
+    """GET one resource: its JSON, or None for a 404. Other failures become one HTTP answer."""
+    http: httpx.AsyncClient = request.app.state.http
+    try:
+        response = await http.get(f"{base_url.rstrip('/')}{path}", auth=relay)
+    except httpx.HTTPError as exc:
+        if _timed_out(exc):
+            raise UpstreamTimeout(f"The {upstream} service did not answer in time.") from exc
+        raise UpstreamUnavailable(f"The {upstream} service is unavailable.") from exc
+    if response.status_code == 404:
+        return None
+    if response.status_code == 401:  # e.g. revoked between our check and theirs
+        raise InvalidToken("upstream", f"The {upstream} service refused the access token.")
+    if response.status_code == 403:
+        raise InsufficientScope(f"The {upstream} service refused this request.")
+    if response.status_code != 200:
+        raise UpstreamUnavailable(
+            f"The {upstream} service answered {response.status_code} unexpectedly."
+        )
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"The {upstream} service answered with invalid JSON.") from exc
+    return body
+
+
+@router.get(
+    "/api/orders/{order_id}/summary",
+    response_model=OrderSummary,
+    summary="An order with its payment and products (gathered by the gateway)",
+)
+async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) -> OrderSummary:
+    # CurrentUser verified the token (401) and refused a service token (403) before any call out.
+    settings: GatewaySettings = request.app.state.settings
+    relay = BearerRelay(bearer_token(request))
+    order = await _get(request, "orders", settings.orders_url, f"/api/orders/{order_id}", relay)
+    if order is None:
+        raise NotFound("No such order.")
+
+    # The payment and the products do not depend on each other: ask for them all at once.
+    items = order.get("items") or []
+    skus = list(dict.fromkeys(str(i["sku"]) for i in items if isinstance(i, dict) and "sku" in i))
+    payment_id = order.get("payment_id")
+    lookups = [
+        _get(
+            request,
+            "inventory",
+            settings.inventory_url,
+            f"/api/inventory/products/{quote(sku, safe='')}",
+            relay,
+        )
+        for sku in skus
+    ]
+    if payment_id:
+        path = f"/api/payments/{quote(str(payment_id), safe='')}"
+        lookups.append(_get(request, "payments", settings.payments_url, path, relay))
+    results = await asyncio.gather(*lookups)
+    payment = results.pop() if payment_id else None
+    return OrderSummary(
+        order=order, payment=payment, products=[p for p in results if p is not None]
+    )

@@ -1,0 +1,108 @@
+"""Reservations: the inventory half of the order saga. Internal operations only.
+
+Each route needs a user token AND the token of an allowed calling service (require_caller), so
+"reserve" means "a customer, via the orders service". A customer only ever sees their own
+reservations: someone else's order id is a 404, exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from relayshop_platform.db import DbSession
+from relayshop_platform.errors import Conflict, NotFound
+from relayshop_platform.security import CurrentUser, require_caller
+from relayshop_platform.tokens import Principal
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .. import stock
+from ..config import InventorySettings
+from ..models import Reservation, ReservationIn, ReservationOut
+
+router = APIRouter(prefix="/api/inventory/reservations", tags=["internal"])
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+SEES_EVERY_RESERVATION = frozenset({"admin", "support"})
+
+
+async def _visible(session: AsyncSession, order_id: str, user: Principal) -> Reservation:
+    reservation = await session.get(Reservation, order_id)
+    if reservation is None or not (
+        reservation.owner_sub == user.sub or user.has_any_role(SEES_EVERY_RESERVATION)
+    ):
+        raise NotFound(f"No reservation for order '{order_id}'.")
+    return reservation
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReservationOut,
+    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+    responses={200: {"description": "This order_id was already reserved: the same reservation."}},
+)
+async def reserve(
+    body: ReservationIn, user: CurrentUser, session: DbSession, request: Request, response: Response
+) -> ReservationOut:
+    """Hold stock for every item, all or nothing. 409 if any item lacks stock, 404 for an unknown
+    sku. Idempotent per order_id: a repeat answers 200 with the existing reservation."""
+    settings: InventorySettings = request.app.state.settings
+    reservation, created = await stock.reserve(
+        session,
+        body.order_id,
+        body.items,
+        owner_sub=user.sub,
+        ttl_seconds=settings.reservation_ttl_seconds,
+    )
+    if not created:
+        if reservation.owner_sub != user.sub and not user.has_any_role({"admin"}):
+            # Someone else's order id: say only that it is taken, nothing about its content.
+            raise Conflict(f"The order id '{body.order_id}' is already in use.")
+        response.status_code = status.HTTP_200_OK
+    return ReservationOut.of(reservation)
+
+
+@router.get(
+    "/{order_id}",
+    response_model=ReservationOut,
+    dependencies=[
+        Depends(
+            require_caller(services={"orders", "payments"}, roles={"customer", "admin", "support"})
+        )
+    ],
+)
+async def get_reservation(
+    order_id: OrderIdPath, user: CurrentUser, session: DbSession
+) -> ReservationOut:
+    """The reservation of an order: its owner, support or admin, via orders or payments."""
+    return ReservationOut.of(await _visible(session, order_id, user))
+
+
+@router.post(
+    "/{order_id}/commit",
+    response_model=ReservationOut,
+    dependencies=[Depends(require_caller(services={"payments"}, roles={"customer", "admin"}))],
+)
+async def commit_reservation(
+    order_id: OrderIdPath, user: CurrentUser, session: DbSession
+) -> ReservationOut:
+    """HELD -> COMMITTED once the payment is captured (idempotent). 409 if released or expired."""
+    reservation = await _visible(session, order_id, user)
+    return ReservationOut.of(await stock.commit(session, reservation))
+
+
+@router.post(
+    "/{order_id}/release",
+    response_model=ReservationOut,
+    dependencies=[
+        Depends(require_caller(services={"orders", "payments"}, roles={"customer", "admin"}))
+    ],
+)
+async def release_reservation(
+    order_id: OrderIdPath, user: CurrentUser, session: DbSession
+) -> ReservationOut:
+    """HELD or COMMITTED -> RELEASED; the stock comes back exactly once (idempotent)."""
+    reservation = await _visible(session, order_id, user)
+    await stock.release(session, order_id)
+    await session.refresh(reservation)
+    return ReservationOut.of(reservation)

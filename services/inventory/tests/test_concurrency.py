@@ -1,0 +1,114 @@
+"""Stock under a crowd: many reserves at once, on SQLite and (when reachable) PostgreSQL.
+
+The app runs in this test's event loop (its lifespan entered by hand, requests through
+httpx.ASGITransport), so asyncio.gather really interleaves the requests inside the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from inventory_service.main import create_app
+
+from .conftest import Caller
+
+PRODUCTS = "/api/inventory/products"
+RESERVATIONS = "/api/inventory/reservations"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "RELAYSHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@asynccontextmanager
+async def running_app() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
+            deadline = time.monotonic() + 15
+            while (await client.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, "inventory never became ready"
+                await asyncio.sleep(0.05)
+            yield client
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(
+    request: pytest.FixtureRequest, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """SQLite (the service_env default), or a throwaway PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    import asyncpg
+
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    monkeypatch.setenv("DATABASE_URL", f"{base}/{name}")
+    try:
+        yield "postgres"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_reserve_concurrently_never_oversells(backend: str, caller: Caller) -> None:
+    async with running_app() as client:
+        admin = caller.user("admin")
+        put = await client.put(f"{PRODUCTS}/KB-001/stock", json={"stock": 20}, headers=admin)
+        assert put.status_code == 200
+
+        async def one(index: int) -> int:
+            body = {"order_id": f"o-{index}", "items": [{"sku": "KB-001", "quantity": 1}]}
+            headers = caller.user("customer", sub=f"user-{index}", via="orders")
+            return (await client.post(RESERVATIONS, json=body, headers=headers)).status_code
+
+        statuses = Counter(await asyncio.gather(*(one(i) for i in range(50))))
+        assert statuses == {201: 20, 409: 30}
+        product = (await client.get(f"{PRODUCTS}/KB-001", headers=admin)).json()
+        assert product["stock"] == 0
+        reader = caller.user("admin", via="orders")
+        held = [
+            (await client.get(f"{RESERVATIONS}/o-{i}", headers=reader)).json().get("status")
+            for i in range(50)
+        ]
+        assert held.count("HELD") == 20
+
+
+async def test_reserve_same_order_concurrently_reserves_once(backend: str, caller: Caller) -> None:
+    async with running_app() as client:
+        headers = caller.user("customer", via="orders")
+        body = {"order_id": "o-dup", "items": [{"sku": "MN-003", "quantity": 3}]}
+        responses = await asyncio.gather(
+            *(client.post(RESERVATIONS, json=body, headers=headers) for _ in range(20))
+        )
+        assert Counter(r.status_code for r in responses) == {201: 1, 200: 19}
+        assert len({r.json()["expires_at"] for r in responses}) == 1
+        product = (await client.get(f"{PRODUCTS}/MN-003", headers=headers)).json()
+        assert product["stock"] == 50 - 3
+
+
+async def test_release_concurrently_gives_stock_back_once(backend: str, caller: Caller) -> None:
+    async with running_app() as client:
+        headers = caller.user("customer", via="orders")
+        body = {"order_id": "o-1", "items": [{"sku": "HD-004", "quantity": 5}]}
+        assert (await client.post(RESERVATIONS, json=body, headers=headers)).status_code == 201
+        responses = await asyncio.gather(
+            *(client.post(f"{RESERVATIONS}/o-1/release", headers=headers) for _ in range(20))
+        )
+        assert {r.json()["status"] for r in responses} == {"RELEASED"}
+        product = (await client.get(f"{PRODUCTS}/HD-004", headers=headers)).json()
+        assert product["stock"] == 75

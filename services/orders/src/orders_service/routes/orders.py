@@ -1,0 +1,222 @@
+"""The orders API: place (the saga, made idempotent), list, read and cancel orders.
+
+Who may do what (each rule is declared on its route; ownership is checked in the handler):
+    POST /api/orders                customer
+    GET  /api/orders                customer (own orders), support and admin (every order)
+    GET  /api/orders/{id}           owner, support, admin; 404 for anyone else
+    POST /api/orders/{id}/cancel    owner, admin; 404 for another customer, 403 for other roles
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from relayshop_platform.db import DbSession
+from relayshop_platform.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PaymentRequired,
+    RelayshopError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from relayshop_platform.relay import BearerRelay, relay_auth
+from relayshop_platform.security import CurrentUser, require_roles
+from relayshop_platform.tokens import Principal
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from ..config import OrdersSettings
+from ..models import Order, OrderCreate, OrderOut, OrderStatus
+from ..saga import OrderSaga
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+READ_ALL_ROLES = frozenset({"support", "admin"})
+# How a failed saga answered, by HTTP status, so that a replay answers exactly the same.
+FAILURE_ERRORS: dict[int, type[RelayshopError]] = {
+    402: PaymentRequired,
+    409: Conflict,
+    422: InvalidInput,
+    503: UpstreamUnavailable,
+    504: UpstreamTimeout,
+}
+# The draft standard (draft-ietf-httpapi-idempotency-key-header) makes the key a string; we take
+# visible ASCII only, so it is safe to store and to log.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$")
+]
+OrderId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[Depends(require_roles("customer"))],
+    responses={
+        402: {"description": "Payment declined: order PAYMENT_FAILED, stock restored"},
+        409: {"description": "Out of stock (nothing charged), or the same key still in progress"},
+        422: {"description": "Bad body, unknown sku or payment method, or a reused key"},
+        503: {"description": "A neighbour service is down: order FAILED"},
+        504: {"description": "A neighbour service is too slow: order FAILED"},
+    },
+)
+async def place_order(
+    body: OrderCreate,
+    user: CurrentUser,
+    session: DbSession,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderOut:
+    request_hash = body.fingerprint()
+    if idempotency_key is not None:
+        earlier = await _find_by_key(session, user.sub, idempotency_key)
+        if earlier is not None:
+            return await _replay(session, earlier, request_hash, _settings(request))
+    # Our own service token is fetched before the order exists, so a down auth server leaves
+    # nothing behind.
+    relay = await relay_auth(request)
+    order = Order(
+        owner_sub=user.sub,
+        items=[item.model_dump() for item in body.items],
+        payment_method=body.payment_method,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    session.add(order)
+    try:
+        await session.commit()  # committed before any remote call: an order is never lost
+    except IntegrityError:
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key won the unique constraint: answer like it.
+        winner = await _find_by_key(session, user.sub, idempotency_key)
+        if winner is None:
+            raise
+        return await _replay(session, winner, request_hash, _settings(request))
+
+    await _saga(request, relay).place(order)
+    session.add(order)
+    await session.commit()
+    return _answer(order)
+
+
+@router.get("", dependencies=[Depends(require_roles("customer", "support", "admin"))])
+async def list_orders(
+    user: CurrentUser,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[OrderOut]:
+    """Newest first. A customer sees their own orders; support and admin see every order."""
+    query = select(Order).order_by(col(Order.created_at).desc(), col(Order.id)).limit(limit)
+    if not _can_read_all(user):
+        query = query.where(Order.owner_sub == user.sub)
+    orders = await session.exec(query.offset(offset))
+    return [OrderOut.from_row(order) for order in orders]
+
+
+@router.get("/{order_id}", responses={404: {"description": "Unknown, or not yours to see"}})
+async def get_order(order_id: OrderId, user: CurrentUser, session: DbSession) -> OrderOut:
+    order = await session.get(Order, order_id)
+    if order is None or not (order.owner_sub == user.sub or _can_read_all(user)):
+        raise _not_found()  # a stranger learns nothing, not even that the id exists
+    return OrderOut.from_row(order)
+
+
+@router.post(
+    "/{order_id}/cancel",
+    dependencies=[Depends(require_roles("customer", "admin"))],
+    responses={
+        404: {"description": "Unknown, or another customer's order"},
+        409: {"description": "The order is not CONFIRMED (failed, or still being placed)"},
+        503: {"description": "Payments or inventory is down: the order stays CONFIRMED"},
+    },
+)
+async def cancel_order(
+    order_id: OrderId, user: CurrentUser, session: DbSession, request: Request
+) -> OrderOut:
+    """Refund the payment, give the stock back, then mark the order CANCELLED (idempotent)."""
+    order = await session.get(Order, order_id)
+    if order is None or not (order.owner_sub == user.sub or user.has_any_role({"admin"})):
+        raise _not_found()
+    if order.status == OrderStatus.CANCELLED:
+        return OrderOut.from_row(order)
+    if order.status != OrderStatus.CONFIRMED:
+        raise Conflict(f"An order in status {order.status} cannot be cancelled.")
+    await _saga(request, await relay_auth(request)).cancel(order)
+    session.add(order)
+    await session.commit()
+    return OrderOut.from_row(order)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _settings(request: Request) -> OrdersSettings:
+    settings: OrdersSettings = request.app.state.settings
+    return settings
+
+
+def _saga(request: Request, relay: BearerRelay) -> OrderSaga:
+    settings = _settings(request)
+    return OrderSaga(
+        request.app.state.http,
+        relay,
+        inventory_url=settings.inventory_url,
+        payments_url=settings.payments_url,
+    )
+
+
+def _not_found() -> NotFound:
+    return NotFound("No order with this id.")
+
+
+def _answer(order: Order) -> OrderOut:
+    """The saga's answer: the order itself when it went through, else its problem (RFC 9457)."""
+    if order.status in (OrderStatus.CONFIRMED, OrderStatus.CANCELLED):
+        return OrderOut.from_row(order)
+    error = FAILURE_ERRORS.get(order.outcome_status or 503, UpstreamUnavailable)
+    raise error(
+        order.outcome_detail or "The order could not be placed.",
+        order_id=order.id,
+        order_status=order.status,
+    )
+
+
+async def _find_by_key(session: DbSession, owner_sub: str, key: str) -> Order | None:
+    query = select(Order).where(Order.owner_sub == owner_sub, Order.idempotency_key == key)
+    return (await session.exec(query)).first()
+
+
+async def _replay(
+    session: DbSession, order: Order, request_hash: str, settings: OrdersSettings
+) -> OrderOut:
+    """Answer a repeated Idempotency-Key with the first request's answer, never a second charge."""
+    if order.request_hash != request_hash:
+        raise InvalidInput("This Idempotency-Key was already used with a different request body.")
+    deadline = time.monotonic() + settings.idempotent_replay_wait_seconds
+    while order.status == OrderStatus.PENDING:  # the first request is still running its saga
+        if time.monotonic() >= deadline:
+            raise Conflict(
+                "An order with this Idempotency-Key is still being placed; retry shortly.",
+                order_id=order.id,
+            )
+        await asyncio.sleep(0.05)
+        # End our read transaction (nothing to write; commit keeps the loaded objects usable)
+        # so that the next read sees the other request's commit.
+        await session.commit()
+        reloaded = await session.get(Order, order.id, populate_existing=True)
+        if reloaded is None:
+            raise _not_found()
+        order = reloaded
+    return _answer(order)
+
+
+def _can_read_all(user: Principal) -> bool:
+    return user.has_any_role(READ_ALL_ROLES)

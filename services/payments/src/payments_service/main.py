@@ -1,0 +1,39 @@
+"""The payments service: charges orders once, commits their stock, refunds them.
+
+uvicorn payments_service.main:create_app --factory --port 8003
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from relayshop_platform.app import create_service_app
+from sqlmodel import SQLModel
+
+from .config import get_settings
+from .provider import SimulatedProvider
+from .routes import charges, payments
+
+TAGS = [
+    {"name": "payments", "description": "reading and refunding payments"},
+    {
+        "name": "internal",
+        "description": "service-to-service operations: need a user token AND an allowed "
+        "calling service's token",
+    },
+]
+
+
+async def on_startup(app: FastAPI) -> None:
+    app.state.provider = SimulatedProvider()
+
+
+def create_app() -> FastAPI:
+    return create_service_app(
+        get_settings(),
+        title="relayshop payments",
+        description="Charges each order once (simulated processor), then commits its stock.",
+        routers=[charges.router, payments.router],
+        metadata=SQLModel.metadata,
+        on_startup=on_startup,
+        openapi_tags=TAGS,
+    )

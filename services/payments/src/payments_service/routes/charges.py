@@ -1,0 +1,123 @@
+"""POST /api/payments/charges: the payments step of the order saga (internal: orders only).
+
+    1. find or create the payment of this order (unique order_id: one charge per order, ever)
+    2. DECLINED -> 402; VOIDED -> 409; REFUNDED -> the payment as it is
+    3. CAPTURED -> commit the stock reservation at inventory, relaying the user's token plus our
+       own service token (inventory checks "a customer, via payments" itself)
+    4. the commit refused (404/409) -> VOID the payment, 409: we must not keep money for goods
+       we cannot deliver. Inventory unreachable or too slow -> VOID too, 503/504.
+
+Why void when inventory is merely unreachable (the commit may even have happened)? The caller,
+orders, runs the saga: on any failure of this step it compensates by releasing the reservation
+(which works for HELD and COMMITTED alike) and marks the order FAILED. Voiding here keeps the two
+sides consistent (no money kept, no stock kept) without a second round of guessing. A repeated
+charge of a CAPTURED payment commits again (idempotent at inventory), so a retry after a crash
+between capture and commit finishes the job.
+"""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Depends, Request, Response, status
+from relayshop_platform.db import DbSession
+from relayshop_platform.errors import (
+    Conflict,
+    PaymentRequired,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from relayshop_platform.relay import BearerRelay, Relay
+from relayshop_platform.security import CurrentUser, require_caller
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .. import ledger
+from ..config import PaymentsSettings
+from ..models import ChargeIn, Payment, PaymentOut, PaymentStatus
+from ..provider import SimulatedProvider
+
+router = APIRouter(prefix="/api/payments", tags=["internal"])
+
+
+@router.post(
+    "/charges",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentOut,
+    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+    responses={
+        200: {"description": "This order was already charged: the same payment."},
+        402: {"description": "Declined (the payment is stored as DECLINED)."},
+        409: {"description": "The stock could not be committed: the payment is VOIDED."},
+        422: {"description": "Bad body, or an unknown payment method."},
+    },
+)
+async def charge(
+    body: ChargeIn,
+    user: CurrentUser,
+    relay: Relay,
+    session: DbSession,
+    request: Request,
+    response: Response,
+) -> PaymentOut:
+    """Charge an order once, then commit its stock at inventory. Keyed by order_id: a repeat
+    answers as the first call did, and never charges twice."""
+    provider: SimulatedProvider = request.app.state.provider
+    payment, created = await ledger.charge_once(session, provider, body, user.sub)
+    if not created:
+        if payment.owner_sub != user.sub and not user.has_any_role({"admin"}):
+            # Someone else's order id: say only that it is taken, nothing about the payment.
+            raise Conflict(f"The order id '{body.order_id}' is already in use.")
+        if payment.amount_cents != body.amount_cents:
+            raise Conflict("This order was already charged with a different amount.")
+        response.status_code = status.HTTP_200_OK
+
+    if payment.status == PaymentStatus.CAPTURED:
+        await _commit_stock(request, session, provider, payment, relay)
+    if payment.status == PaymentStatus.DECLINED:
+        raise PaymentRequired(
+            "The card was declined.", payment_id=payment.id, payment_status="DECLINED"
+        )
+    if payment.status == PaymentStatus.VOIDED:
+        raise Conflict(
+            "The stock reservation could not be committed; the payment was voided.",
+            payment_id=payment.id,
+            payment_status="VOIDED",
+        )
+    return PaymentOut.of(payment)
+
+
+async def _commit_stock(
+    request: Request,
+    session: AsyncSession,
+    provider: SimulatedProvider,
+    payment: Payment,
+    relay: BearerRelay,
+) -> None:
+    """Commit the order's reservation; void the payment if that fails (see the module doc)."""
+    settings: PaymentsSettings = request.app.state.settings
+    url = f"{settings.inventory_url}/api/inventory/reservations/{payment.order_id}/commit"
+    http: httpx.AsyncClient = request.app.state.http
+    try:
+        answer = await http.post(url, auth=relay)
+    except httpx.TimeoutException as exc:
+        await ledger.void(session, provider, payment)
+        raise UpstreamTimeout(
+            "Inventory did not answer in time; the payment was voided.", payment_id=payment.id
+        ) from exc
+    except httpx.HTTPError as exc:
+        await ledger.void(session, provider, payment)
+        raise UpstreamUnavailable(
+            "Inventory is unreachable; the payment was voided.", payment_id=payment.id
+        ) from exc
+    if answer.status_code in (404, 409):
+        await ledger.void(session, provider, payment)  # the caller answers 409 from the status
+    elif answer.status_code != 200:
+        # 401/403 (a misconfigured relay) or 5xx: not the customer's fault, but not a sale.
+        await ledger.void(session, provider, payment)
+        raise UpstreamUnavailable(
+            f"Inventory refused the commit ({answer.status_code}); the payment was voided.",
+            payment_id=payment.id,
+        )
+    else:
+        # Committed. Re-read: a concurrent duplicate may have voided meanwhile (its own commit
+        # timed out), and then that is the truth to answer with.
+        await session.refresh(payment)

@@ -1,0 +1,80 @@
+"""Reading and refunding payments: the owner, support and admins read; only admins refund.
+
+The by-order routes are internal (orders looks up and refunds the payment of an order it
+cancels); the others are public, through the gateway. A customer asking for someone else's
+payment gets 404, exactly like an unknown id, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from relayshop_platform.db import DbSession
+from relayshop_platform.errors import NotFound
+from relayshop_platform.security import CurrentUser, require_caller, require_roles
+from relayshop_platform.tokens import Principal
+
+from .. import ledger
+from ..models import Payment, PaymentOut
+
+router = APIRouter(prefix="/api/payments")
+IdPath = Annotated[str, Path(min_length=1, max_length=64)]
+SEES_EVERY_PAYMENT = frozenset({"support", "admin"})
+
+
+def _visible(payment: Payment | None, user: Principal, what: str) -> Payment:
+    if payment is None or not (
+        payment.owner_sub == user.sub or user.has_any_role(SEES_EVERY_PAYMENT)
+    ):
+        raise NotFound(f"No payment {what}.")
+    return payment
+
+
+@router.get(
+    "/by-order/{order_id}",
+    response_model=PaymentOut,
+    tags=["internal"],
+    dependencies=[
+        Depends(require_caller(services={"orders"}, roles={"customer", "admin", "support"}))
+    ],
+)
+async def get_by_order(order_id: IdPath, user: CurrentUser, session: DbSession) -> PaymentOut:
+    """The payment of an order: its owner, support or admin, via orders."""
+    payment = await ledger.by_order(session, order_id)
+    return PaymentOut.of(_visible(payment, user, f"for order '{order_id}'"))
+
+
+@router.post(
+    "/by-order/{order_id}/refund",
+    response_model=PaymentOut,
+    tags=["internal"],
+    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+)
+async def refund_by_order(
+    order_id: IdPath, user: CurrentUser, session: DbSession, request: Request
+) -> PaymentOut:
+    """CAPTURED -> REFUNDED (idempotent) for a cancelled order; 409 if it took no money."""
+    payment = _visible(await ledger.by_order(session, order_id), user, f"for order '{order_id}'")
+    return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))
+
+
+@router.get("/{payment_id}", response_model=PaymentOut, tags=["payments"])
+async def get_payment(payment_id: IdPath, user: CurrentUser, session: DbSession) -> PaymentOut:
+    """One payment: its owner (the user who was charged), support or admin; 404 otherwise."""
+    payment = await session.get(Payment, payment_id)
+    return PaymentOut.of(_visible(payment, user, f"'{payment_id}'"))
+
+
+@router.post(
+    "/{payment_id}/refund",
+    response_model=PaymentOut,
+    tags=["payments"],
+    dependencies=[Depends(require_roles("admin"))],
+)
+async def refund_payment(payment_id: IdPath, session: DbSession, request: Request) -> PaymentOut:
+    """Admin only: CAPTURED -> REFUNDED (idempotent); 409 if DECLINED or VOIDED."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound(f"No payment '{payment_id}'.")
+    return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))

@@ -1,0 +1,209 @@
+"""The wiring every service shares, so each service's main.py only names its own routers.
+
+create_service_app() gives a FastAPI app with: the error handlers of errors.py, X-Request-ID and
+X-Trace-Id on every response, /healthz (liveness) and /readyz (database, revocation mirror,
+signing keys), the token verifier on app.state, the long-lived HTTP client, this service's own
+client_credentials tokens, and /docs whose Authorize button signs in at the public token endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData, text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .db import create_engine, create_sessionmaker
+from .errors import install_error_handlers
+from .jwks import JWKSCache
+from .relay import ServiceTokens, create_http_client
+from .revocation import RevocationMirror
+from .settings import PlatformSettings
+from .tokens import KeySource, TokenVerifier
+from .tracing import current_trace_id, instrument_app, setup_tracing
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+Startup = Callable[[FastAPI], Awaitable[None]]
+
+
+class RequestIdMiddleware:
+    """Plain ASGI (no per-request framework work): echo a sane X-Request-ID or make one, and
+    add X-Trace-Id, the OpenTelemetry trace id of this request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        if not _SAFE_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k not in (b"x-request-id", b"x-trace-id")
+                ]
+                headers.append((b"x-request-id", request_id.encode()))
+                # Requests that are not traced (health probes) still get an id, unsampled.
+                trace_id = current_trace_id() or uuid.uuid4().hex
+                headers.append((b"x-trace-id", trace_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_ids)
+
+
+def create_service_app(
+    settings: PlatformSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    metadata: MetaData | None = None,
+    on_startup: Startup | None = None,
+    on_shutdown: Startup | None = None,
+    local_keys: KeySource | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    setup_tracing(settings.service_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = create_http_client(settings)
+        jwks = (
+            None
+            if local_keys is not None
+            else JWKSCache(
+                settings.jwks_url, http, min_refetch_seconds=settings.jwks_min_refetch_seconds
+            )
+        )
+
+        async def keys_changed() -> None:
+            if jwks is not None:
+                await jwks.refresh(force=True)
+            verifier.forget()  # a retired key's tokens must not survive in the cache
+
+        mirror = RevocationMirror(
+            settings.redis_url,
+            max_staleness_seconds=settings.revocation_max_staleness_seconds,
+            on_keys_changed=keys_changed,
+        )
+        verifier = TokenVerifier(
+            local_keys or jwks,  # type: ignore[arg-type]
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway_seconds=settings.leeway_seconds,
+            max_token_bytes=settings.max_token_bytes,
+            revocations=mirror,
+        )
+        engine = create_engine(settings.effective_database_url) if metadata is not None else None
+        app.state.settings = settings
+        app.state.http = http
+        app.state.jwks = jwks
+        app.state.revocations = mirror
+        app.state.verifier = verifier
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine) if engine is not None else None
+        app.state.service_tokens = ServiceTokens(
+            http,
+            settings.token_url,
+            settings.client_id or settings.service_name,
+            settings.client_secret,
+        )
+        if engine is not None and metadata is not None:
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+        mirror.start()
+        if jwks is not None:
+            jwks.start()
+        if on_startup is not None:
+            await on_startup(app)
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown(app)
+            await mirror.stop()
+            if jwks is not None:
+                await jwks.stop()
+            await http.aclose()
+            if engine is not None:
+                await engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        swagger_ui_init_oauth={"clientId": "relayshop-docs"},
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(health_router())
+    _point_docs_login_at_public_token_endpoint(app, f"{settings.issuer}/token")
+    instrument_app(app)
+    return app
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        checks: dict[str, str] = {}
+        if state.engine is not None:
+            try:
+                async with state.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                checks["database"] = "ok"
+            except Exception as exc:  # any driver error means "not ready", with its name
+                checks["database"] = f"down ({type(exc).__name__})"
+        checks["redis"] = "ok" if state.revocations.healthy else "down"
+        if state.jwks is not None:
+            checks["jwks"] = "ok" if state.jwks.loaded else "down (auth not reachable yet)"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return router
+
+
+def _point_docs_login_at_public_token_endpoint(app: FastAPI, token_url: str) -> None:
+    """The docs' Authorize button must sign in where tokens are issued: auth, via the gateway."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        schemes = schema.get("components", {}).get("securitySchemes", {})
+        for scheme in schemes.values():
+            password = scheme.get("flows", {}).get("password")
+            if password is not None:
+                password["tokenUrl"] = token_url
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

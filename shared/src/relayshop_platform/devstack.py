@@ -1,0 +1,307 @@
+"""Start the whole system as real processes on free ports: for end-to-end tests and benchmarks.
+
+    with Stack(tmp_path) as stack:          # embedded Redis, SQLite files under tmp_path
+        httpx.get(stack.url("gateway") + "/readyz")
+
+Each service runs under uvicorn in its own process, exactly as ``make run`` starts it, with every
+port and URL passed as the same environment variables a user would set. ``stop()`` always stops
+what ``start()`` started (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from .embedded_redis import redis_args
+
+SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        redis_url: str | None = None,
+        database_urls: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        services: tuple[str, ...] = SERVICES,
+        gateway_replicas: int = 1,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.services = services
+        self.ports = {name: free_port() for name in services}
+        self.extra_gateway_ports = [free_port() for _ in range(gateway_replicas - 1)]
+        self._own_redis = redis_url is None
+        self.redis_port = free_port() if redis_url is None else None
+        self.redis_url = redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        self.database_urls = database_urls or {}
+        self.extra_env = env or {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    # -- addresses -------------------------------------------------------------------------
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def gateway_urls(self) -> list[str]:
+        return [self.url("gateway")] + [f"http://127.0.0.1:{p}" for p in self.extra_gateway_ports]
+
+    def env(self, service: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RELAYSHOP_")}
+        env.pop("DATABASE_URL", None)
+        env.update(
+            {
+                "RELAYSHOP_ENV": "test",
+                "RELAYSHOP_DATA_DIR": str(self.data_dir),
+                "REDIS_URL": self.redis_url,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name in SERVICES:
+            port = self.ports.get(name)
+            if port is not None:
+                env[f"RELAYSHOP_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+        if service in self.database_urls:
+            env["DATABASE_URL"] = self.database_urls[service]
+        env.update(self.extra_env)
+        return env
+
+    # -- processes -------------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> Stack:
+        try:
+            if self._own_redis:
+                redis_dir = self.data_dir / "redis"
+                redis_dir.mkdir(exist_ok=True)
+                self._spawn("redis", redis_args(self.redis_port or 0, redis_dir), os.environ.copy())
+            for name in self.services:
+                self.start_service(name, wait=False)
+            for index, port in enumerate(self.extra_gateway_ports, start=2):
+                self._spawn_service(f"gateway{index}", "gateway", port)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_service(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
+        self._spawn_service(name, name, self.ports[name])
+        if wait:
+            self.wait_until(f"{self.url(name)}/readyz", timeout)
+
+    def _spawn_service(self, label: str, service: str, port: int) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{service}_service.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+            "--no-proxy-headers",
+        ]
+        self._spawn(label, command, self.env(service))
+
+    def _spawn(self, label: str, command: list[str], env: dict[str, str]) -> None:
+        log = open(self.data_dir / f"{label}.log", "ab")
+        self._logs[label] = log
+        self.processes[label] = subprocess.Popen(  # noqa: S603 - our own interpreter and args
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop_service(self, label: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(label, None)
+        if process is None:
+            return
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+        log = self._logs.pop(label, None)
+        if log:
+            log.close()
+
+    def kill_service(self, label: str) -> None:
+        self.stop_service(label, signal.SIGKILL)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        targets = [f"{self.url(name)}/readyz" for name in self.services]
+        targets += [f"http://127.0.0.1:{port}/readyz" for port in self.extra_gateway_ports]
+        deadline = time.monotonic() + timeout
+        for target in targets:
+            self.wait_until(target, max(1.0, deadline - time.monotonic()))
+
+    def wait_until(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for label, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{label} exited early:\n{self.log_tail(label)}")
+            try:
+                response = httpx.get(url, timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:300]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+        raise TimeoutError(f"{url} not ready after {timeout:.0f}s: {last}\n{self.all_log_tails()}")
+
+    def log_tail(self, label: str, lines: int = 40) -> str:
+        path = self.data_dir / f"{label}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def all_log_tails(self) -> str:
+        return "\n".join(f"--- {label}\n{self.log_tail(label)}" for label in self._logs)
+
+    def stop(self) -> None:
+        for label in reversed(list(self.processes)):
+            self.stop_service(label)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# -- for test suites: the stack on the embedded default, or on CI's PostgreSQL and Redis ------
+
+SERVICES_WITH_DATA = ("auth", "orders", "payments", "inventory")
+PASSWORDS = {
+    "alice": "alice-password",
+    "bob": "bob-password",
+    "carol": "carol-password",
+    "walt": "walt-password",
+    "admin": "admin-password",
+}
+
+
+def postgres_databases(server_url: str) -> dict[str, str]:
+    """Create one fresh database per service on the PostgreSQL server at ``server_url``."""
+    import asyncpg
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {service: f"relayshop_e2e_{service}_{suffix}" for service in SERVICES_WITH_DATA}
+
+    async def create() -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            for name in names.values():
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    base = server_url.rsplit("/", 1)[0]
+    return {service: f"{base}/{name}" for service, name in names.items()}
+
+
+def drop_postgres_databases(server_url: str, urls: dict[str, str]) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            for url in urls.values():
+                name = url.rsplit("/", 1)[1]
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def make_stack(data_dir: Path, **kwargs: object) -> Iterator[Stack]:
+    postgres = os.environ.get("RELAYSHOP_TEST_POSTGRES_URL")
+    databases = postgres_databases(postgres) if postgres else {}
+    stack = Stack(
+        data_dir,
+        redis_url=os.environ.get("RELAYSHOP_TEST_REDIS_URL"),
+        database_urls=databases,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    try:
+        with stack:
+            yield stack
+    finally:
+        if postgres:
+            drop_postgres_databases(postgres, databases)
+
+
+class Client:
+    """A tiny synchronous client for e2e tests: signs in, keeps tokens, talks to any URL."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(timeout=30.0)
+
+    def token(self, username: str, password: str | None = None) -> dict[str, str]:
+        response = self.http.post(
+            f"{self.stack.url('gateway')}/auth/token",
+            data={
+                "grant_type": "password",
+                "username": username,
+                "password": password or PASSWORDS[username],
+            },
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def access(self, username: str) -> str:
+        return self.token(username)["access_token"]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        *,
+        service: str = "gateway",
+        **kwargs: object,
+    ) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(
+            method,
+            f"{self.stack.url(service)}{path}",
+            headers=headers,
+            **kwargs,  # type: ignore[arg-type]
+        )

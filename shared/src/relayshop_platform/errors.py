@@ -1,0 +1,175 @@
+"""Every error a relayshop service raises on purpose, and the one place each becomes HTTP.
+
+    RelayshopError                    500 problem (never raised on purpose; the catch-all)
+    ├── TokenError                    401 + WWW-Authenticate: Bearer (RFC 6750 section 3)
+    │   ├── MissingToken              no error= attribute, as RFC 6750 section 3.1 asks
+    │   └── InvalidToken              error="invalid_token", reason kept for traces and metrics
+    ├── InsufficientScope             403 + WWW-Authenticate: Bearer error="insufficient_scope"
+    ├── NotFound                      404 (also what a stranger gets for someone else's object)
+    ├── Conflict                      409
+    ├── PaymentRequired               402
+    ├── InvalidInput                  422
+    └── UpstreamError                 503 (down) / 504 (too slow)
+        ├── UpstreamUnavailable
+        └── UpstreamTimeout
+
+Non-OAuth errors are RFC 9457 problem details (application/problem+json). A stack trace never
+leaves the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("relayshop.errors")
+
+
+class RelayshopError(Exception):
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class TokenError(RelayshopError):
+    status = 401
+    title = "Unauthorized"
+    reason = "missing"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="relayshop"'}
+
+
+class MissingToken(TokenError):
+    def __init__(self, detail: str = "A bearer token is required.") -> None:
+        super().__init__(detail)
+
+
+class InvalidToken(TokenError):
+    """The token was presented but cannot be trusted; ``reason`` is a short machine word."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"The access token is invalid ({reason}).")
+        self.reason = reason
+
+    def headers(self) -> dict[str, str]:
+        description = self.detail.replace('"', "'")
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="relayshop", error="invalid_token", '
+                f'error_description="{description}"'
+            )
+        }
+
+
+class InsufficientScope(RelayshopError):
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, detail: str = "Your token does not allow this.", reason: str = "role"):
+        super().__init__(detail)
+        self.reason = reason
+
+    def headers(self) -> dict[str, str]:
+        description = self.detail.replace('"', "'")
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="relayshop", error="insufficient_scope", '
+                f'error_description="{description}"'
+            )
+        }
+
+
+class NotFound(RelayshopError):
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(RelayshopError):
+    status = 409
+    title = "Conflict"
+
+
+class PaymentRequired(RelayshopError):
+    status = 402
+    title = "Payment Required"
+
+
+class InvalidInput(RelayshopError):
+    status = 422
+    title = "Unprocessable Content"
+
+
+class UpstreamError(RelayshopError):
+    status = 503
+    title = "Service Unavailable"
+
+
+class UpstreamUnavailable(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    title = "Gateway Timeout"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An RFC 9457 problem details response."""
+    # Extension members (RFC 9457 section 3.2) never override the standard ones.
+    body = {**extra, "type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Echo where and why, never the offending input itself (it may be a password).
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()[:20]
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RelayshopError)
+    async def _relayshop(request: Request, exc: RelayshopError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, exc.headers(), **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(
+            422,
+            "Unprocessable Content",
+            "The request is not valid.",
+            errors=_validation_detail(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+            exc.status_code, "Error"
+        )
+        return problem(exc.status_code, title, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal Server Error", "Something went wrong on our side.")

@@ -1,0 +1,97 @@
+"""The JWKS cache: public keys by ``kid``, fetched from auth and kept when auth is down.
+
+- Loaded at start in the background with retries: a service starts even while auth is starting.
+- An unknown ``kid`` triggers a refetch, at most once per ``min_refetch_seconds`` (so a flood of
+  tokens with random kids cannot turn into a flood of requests to auth).
+- A failed fetch keeps the last good keys. Keys are parsed once into key objects.
+- The key URL is configuration, never read from a token (RFC 8725 section 3.10: no ``jku``/``x5u``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+from jwt import PyJWK, PyJWKSet
+from jwt.exceptions import PyJWKError, PyJWKSetError
+
+from .tokens import ALLOWED_ALGORITHMS
+
+log = logging.getLogger("relayshop.jwks")
+
+
+class JWKSCache:
+    def __init__(
+        self, url: str, client: httpx.AsyncClient, *, min_refetch_seconds: float = 5.0
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._min_refetch = min_refetch_seconds
+        self._keys: dict[str, Any] = {}
+        self._last_attempt = float("-inf")
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._keys)
+
+    def kids(self) -> list[str]:
+        return list(self._keys)
+
+    def start(self) -> None:
+        """Load the keys in the background, retrying until auth answers."""
+        self._task = asyncio.create_task(self._load_until_ready())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _load_until_ready(self) -> None:
+        delay = 0.2
+        while not self._keys:
+            await self.refresh(force=True)
+            if not self._keys:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def get(self, kid: str) -> Any | None:
+        """The key object for ``kid``, refetching once if unknown; None if still unknown."""
+        key = self._keys.get(kid)
+        if key is None:
+            await self.refresh()
+            key = self._keys.get(kid)
+        return key
+
+    async def refresh(self, force: bool = False) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_attempt < self._min_refetch:
+                return
+            self._last_attempt = now
+            try:
+                response = await self._client.get(self.url)
+                response.raise_for_status()
+                self._keys = self.parse(response.json())
+            except (httpx.HTTPError, ValueError, PyJWKError, PyJWKSetError) as exc:
+                # Keep the last good keys: auth being down must not take every service down.
+                log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
+
+    @staticmethod
+    def parse(document: dict[str, Any]) -> dict[str, Any]:
+        keys: dict[str, Any] = {}
+        for jwk in document.get("keys", []):
+            if jwk.get("use", "sig") != "sig" or jwk.get("alg") not in ALLOWED_ALGORITHMS:
+                continue
+            if "d" in jwk:  # a private key in a JWKS is a misconfiguration: never use it
+                continue
+            keys[str(jwk["kid"])] = PyJWK(jwk).key
+        if not keys and document.get("keys"):
+            raise PyJWKSetError("no usable signing key in the JWKS")
+        return keys
+
+
+__all__ = ["JWKSCache", "PyJWKSet"]

@@ -1,0 +1,90 @@
+"""One typed settings base for every service (pydantic-settings).
+
+Every value comes from an environment variable named ``RELAYSHOP_<FIELD>`` (``DATABASE_URL`` and
+``REDIS_URL`` also work unprefixed); ``.env.example`` lists them all with their defaults.
+``RELAYSHOP_ENV=production`` refuses to start with any of the demo secrets or the demo accounts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_SECRET_MARKER = "demo"
+
+
+class PlatformSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAYSHOP_", extra="ignore")
+
+    service_name: str = "relayshop"
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "RELAYSHOP_DATABASE_URL")
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "RELAYSHOP_REDIS_URL"),
+    )
+
+    # Where the other services live (internal URLs, not the public gateway).
+    auth_url: str = "http://127.0.0.1:8001"
+    orders_url: str = "http://127.0.0.1:8002"
+    payments_url: str = "http://127.0.0.1:8003"
+    inventory_url: str = "http://127.0.0.1:8004"
+
+    # What a valid access token must say (RFC 9068 section 4).
+    issuer: str = "http://localhost:8000/auth"
+    audience: str = "relayshop"
+    leeway_seconds: int = 5
+    # Bounded work for hostile input: no honest access token is anywhere near this size.
+    max_token_bytes: int = 8192
+    jwks_min_refetch_seconds: float = 5.0
+    # How long a service keeps trusting its revocation mirror while Redis is unreachable
+    # (see the README, "When Redis is down"). After that it fails closed with 503.
+    revocation_max_staleness_seconds: float = 30.0
+
+    # This service's own OAuth client (client_credentials), used to prove which service calls.
+    client_id: str | None = None
+    client_secret: str = "demo-service-secret"
+
+    http_timeout_seconds: float = 5.0
+    http_connect_timeout_seconds: float = 1.0
+    http_max_connections: int = 200
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.auth_url}/auth/.well-known/jwks.json"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.auth_url}/auth/token"
+
+    def secret_fields(self) -> dict[str, str]:
+        """The settings that must never hold a demo value in production."""
+        return {"client_secret": self.client_secret}
+
+    @model_validator(mode="after")
+    def _refuse_demo_secrets_in_production(self) -> PlatformSettings:
+        if self.env == "production":
+            weak = [
+                name
+                for name, value in self.secret_fields().items()
+                if DEMO_SECRET_MARKER in value.lower() or len(value) < 16
+            ]
+            if weak:
+                raise ValueError(
+                    f"RELAYSHOP_ENV=production refuses demo or short secrets: {', '.join(weak)}"
+                )
+        return self

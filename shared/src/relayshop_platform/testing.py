@@ -1,0 +1,80 @@
+"""Helpers for tests: a throwaway RSA signing key, a JWKS for it, and tokens minted with it.
+
+Never used by a running service. Lets a test make exactly the token it wants to attack with.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+DEFAULT_ISSUER = "http://localhost:8000/auth"
+DEFAULT_AUDIENCE = "relayshop"
+
+
+class TestKey:
+    __test__ = False  # not a pytest class
+
+    def __init__(self, kid: str | None = None) -> None:
+        self.kid = kid or uuid.uuid4().hex[:16]
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_key = self.private_key.public_key()
+
+    def jwk(self) -> dict[str, Any]:
+        data = json.loads(RSAAlgorithm.to_jwk(self.public_key))
+        data.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
+        return data
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.jwk()]}
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": DEFAULT_ISSUER,
+            "sub": "user-" + uuid.uuid4().hex[:8],
+            "aud": DEFAULT_AUDIENCE,
+            "exp": now + 300,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "roles": ["customer"],
+            "scope": "openid",
+            "sid": uuid.uuid4().hex,
+            "client_id": "relayshop",
+        }
+        claims.update(overrides)
+        return {key: value for key, value in claims.items() if value is not _DROP}
+
+    def mint(
+        self,
+        claims: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> str:
+        payload = claims if claims is not None else self.claims(**overrides)
+        header = {"typ": "at+jwt", "kid": self.kid}
+        header.update(headers or {})
+        return jwt.encode(payload, self.private_key, algorithm="RS256", headers=header)
+
+    def service_token(self, client_id: str, **overrides: Any) -> str:
+        claims = self.claims(
+            sub=client_id, client_id=client_id, roles=["service"], scope="internal", sid=DROP
+        )
+        claims.update(overrides)
+        return self.mint(claims)
+
+
+class _Drop:
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+_DROP = _Drop()
+DROP: Any = _DROP  # pass as a claim value to leave that claim out

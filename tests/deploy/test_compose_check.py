@@ -1,0 +1,182 @@
+"""tools/compose_check.py: the real deployment files pass, and each kind of broken copy fails.
+
+Each test copies one real file to tmp_path, breaks it the way a real mistake would, and runs the
+checker in-process on the copy (subprocesses only for hadolint, check-jsonschema and kustomize).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+OVERRIDE = ROOT / "compose.override.yml"
+
+
+def load_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "compose_check", ROOT / "tools" / "compose_check.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+checker = load_checker()
+
+
+def broken_copy(tmp_path: Path, source: Path, old: str, new: str, name: str | None = None) -> Path:
+    text = source.read_text()
+    assert old in text, f"{old!r} not in {source.name}: the test needs updating"
+    target = tmp_path / (name or source.name)
+    target.write_text(text.replace(old, new, 1))
+    return target
+
+
+def compose_failures(capsys: pytest.CaptureFixture[str], *files: Path) -> list[str]:
+    results = [*checker.compose_schema(list(files)), *checker.compose_parity(list(files))]
+    return [result.line() for result in results if not result.ok]
+
+
+def test_check_passes_on_real_files(capsys: pytest.CaptureFixture[str]) -> None:
+    exit_code = checker.main([])
+    output = capsys.readouterr().out
+    assert exit_code == 0, output
+    assert "FAIL" not in output
+    assert " 0 failed" in output
+
+
+def test_schema_fails_on_invalid_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = broken_copy(tmp_path, COMPOSE, "  read_only: true\n", "  read_onyl: true\n")
+    failures = compose_failures(capsys, compose)
+    assert any("compose schema" in line for line in failures), failures
+
+
+def test_schema_fails_on_wrong_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = broken_copy(tmp_path, COMPOSE, "    internal: true\n", "    internal: [true]\n")
+    failures = compose_failures(capsys, compose)
+    assert any("compose schema" in line for line in failures), failures
+
+
+def test_parity_fails_on_setting_nothing_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A setting renamed in code but not in compose: the old name is silently ignored at run time.
+    compose = broken_copy(
+        tmp_path, COMPOSE, "RELAYSHOP_TRUSTED_PROXIES:", "RELAYSHOP_TRUSTED_PROXY:"
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("RELAYSHOP_TRUSTED_PROXY is read by nothing" in line for line in failures), failures
+
+
+def test_parity_fails_on_unread_variable_in_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    override = broken_copy(
+        tmp_path, OVERRIDE, "      PYTHONPATH:", "      RELAYSHOP_RELOAD: 'true'\n      PYTHONPATH:"
+    )
+    failures = compose_failures(capsys, COMPOSE, override)
+    assert any("RELAYSHOP_RELOAD is read by nothing" in line for line in failures), failures
+
+
+def test_parity_fails_on_missing_required_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "      RELAYSHOP_CLIENT_SECRET:"
+        " ${ORDERS_CLIENT_SECRET:?set ORDERS_CLIENT_SECRET in .env}\n",
+        "",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any(
+        "orders: required setting RELAYSHOP_CLIENT_SECRET is not set" in line for line in failures
+    ), failures
+
+
+def test_parity_fails_on_secret_with_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "${ORDERS_CLIENT_SECRET:?set ORDERS_CLIENT_SECRET in .env}",
+        "${ORDERS_CLIENT_SECRET:-orders-demo-secret}",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("CLIENT_SECRET must be ${VAR:?message}" in line for line in failures), failures
+
+
+def test_parity_fails_on_wrong_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "RELAYSHOP_PAYMENTS_URL: http://payments:8003",
+        "RELAYSHOP_PAYMENTS_URL: http://payments:8030",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("RELAYSHOP_PAYMENTS_URL" in line for line in failures), failures
+
+
+def test_parity_fails_on_extra_published_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "\n    image: relayshop-orders\n",
+        '\n    image: relayshop-orders\n    ports: ["8002:8002"]\n',
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("orders publishes [8002]" in line for line in failures), failures
+
+
+def test_hadolint_fails_on_violation(tmp_path: Path) -> None:
+    source = ROOT / "services" / "orders" / "Dockerfile"
+    dockerfile = broken_copy(
+        tmp_path,
+        source,
+        "FROM python:3.12.12-slim-bookworm AS runtime",
+        "FROM python:latest AS runtime",
+    )
+    results = list(checker.dockerfiles([dockerfile]))
+    assert not results[0].ok and "DL3007" in results[0].detail, results[0].line()
+
+
+def test_dockerfiles_fail_when_shapes_drift(tmp_path: Path) -> None:
+    for service in ("orders", "payments"):
+        (tmp_path / service).mkdir()
+        shutil.copy(ROOT / "services" / service / "Dockerfile", tmp_path / service / "Dockerfile")
+    drifted = tmp_path / "payments" / "Dockerfile"
+    drifted.write_text(drifted.read_text().replace("USER 10001:10001", "USER root"))
+    results = list(checker.dockerfiles([tmp_path / "orders" / "Dockerfile", drifted]))
+    assert not results[-1].ok and "differ" in results[-1].detail, results[-1].line()
+
+
+def test_kubernetes_parity_fails_on_unread_config_key(tmp_path: Path) -> None:
+    k8s = tmp_path / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", k8s)
+    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "postgres")
+    config = k8s / "base" / "config.yaml"
+    config.write_text(config.read_text().replace("RELAYSHOP_ISSUER:", "RELAYSHOP_ISSUER_URL:"))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("RELAYSHOP_ISSUER_URL is read by nothing" in line for line in failures), failures
+
+
+def test_kubernetes_fails_on_invalid_manifest(tmp_path: Path) -> None:
+    k8s = tmp_path / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", k8s)
+    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "postgres")
+    orders = k8s / "base" / "orders.yaml"
+    orders.write_text(orders.read_text().replace("containerPort: 8002", "containerPort: eight"))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("validates" in line for line in failures), failures

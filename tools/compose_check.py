@@ -1,0 +1,460 @@
+"""Check the deployment files statically, as `make compose-check` does in CI (no Docker needed).
+
+    uv run python tools/compose_check.py            # the real files; exit 1 on any failure
+    uv run python tools/compose_check.py --compose broken.yml --k8s /tmp/k8s --dockerfile X
+
+One line per check: the compose files against the compose specification (check-jsonschema's
+vendored schema), the Dockerfiles with hadolint and against each other (one shape), the Kubernetes
+manifests built with kustomize (when installed) and validated with kubernetes-validate, and a
+parity check: every service, setting and port in compose and in the manifests must match what the
+services really read. Settings are read from the code itself (each service's pydantic-settings
+class), so a setting renamed in code but not in a deployment file fails here, not in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import AliasChoices, AliasPath
+from relayshop_platform.settings import PlatformSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # check-jsonschema, hadolint, ... live beside this Python
+SERVICES = {"gateway": 8000, "auth": 8001, "orders": 8002, "payments": 8003, "inventory": 8004}
+# Containers that are not relayshop services (no settings class to compare with).
+INFRASTRUCTURE = {"postgres", "redis", "jaeger"}
+# Read by libraries or the interpreter, not by a settings class: OpenTelemetry's SDK reads OTEL_*,
+# Python reads PYTHON*, and tracing.py reads RELAYSHOP_TRACE_FILE directly.
+ALLOWED_PREFIXES = ("OTEL_", "PYTHON")
+ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE"}
+# Only these may be published on the host by docker-compose.yml (the dev override may add more).
+PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
+K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
+_REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}" + (
+            f": {self.detail}" if self.detail else ""
+        )
+
+
+# ---------------------------------------------------------------- what the services read
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    env_names: frozenset[str]  # every variable the settings class reads
+    required: frozenset[str]  # no default in code
+    secrets: frozenset[str]  # secret_fields(): must come from a secret, never a literal
+    port: int
+
+
+def settings_class(service: str) -> type[PlatformSettings]:
+    module = importlib.import_module(f"{service}_service.config")
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, PlatformSettings)
+        and value.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise LookupError(f"{module.__name__} must define one settings class, found {len(classes)}")
+    return classes[0]
+
+
+def field_env_names(cls: type[PlatformSettings], field_name: str) -> set[str]:
+    """The environment variables pydantic-settings reads for one field (case-insensitive)."""
+    field = cls.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = {choice for choice in alias.choices if isinstance(choice, str)}
+    elif isinstance(alias, str):
+        names = {alias}
+    elif isinstance(alias, AliasPath):
+        names = {str(alias.path[0])}
+    else:  # the env prefix applies only when no alias is given
+        names = {f"{cls.model_config.get('env_prefix', '')}{field_name}"}
+    return {name.upper() for name in names}
+
+
+def read_settings(service: str) -> ServiceSettings:
+    cls = settings_class(service)
+    names: set[str] = set()
+    required: set[str] = set()
+    for field_name, field in cls.model_fields.items():
+        env = field_env_names(cls, field_name)
+        names |= env
+        if field.is_required():
+            required.add(sorted(env)[0])
+    # model_construct() skips validation: we only want the names secret_fields() returns.
+    secret_names = cls.model_construct().secret_fields()
+    secrets = {sorted(field_env_names(cls, name))[-1] for name in secret_names}
+    port = cls.model_fields["port"].default
+    return ServiceSettings(frozenset(names), frozenset(required), frozenset(secrets), port)
+
+
+def is_read(name: str, settings: ServiceSettings) -> bool:
+    return (
+        name.upper() in settings.env_names
+        or name in ALLOWED_NAMES
+        or name.startswith(ALLOWED_PREFIXES)
+    )
+
+
+def check_urls(where: str, env: dict[str, str]) -> Iterator[str]:
+    """RELAYSHOP_<SERVICE>_URL must point at that service's own port."""
+    for service, port in SERVICES.items():
+        value = env.get(f"RELAYSHOP_{service.upper()}_URL")
+        if value is not None and urlsplit(value).port != port:
+            yield f"{where}: RELAYSHOP_{service.upper()}_URL={value} is not port {port}"
+
+
+# ---------------------------------------------------------------- tools run as subprocesses
+
+
+def run(command: list[str]) -> tuple[bool, str]:
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    output = (completed.stdout + completed.stderr).strip()
+    return completed.returncode == 0, " | ".join(output.splitlines()[-6:])
+
+
+def tool(name: str) -> str:
+    found = BIN / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())  # safe_load resolves the `<<: *anchor` merges
+
+
+# ---------------------------------------------------------------- compose
+
+
+def compose_schema(files: list[Path]) -> Iterator[Result]:
+    for path in files:
+        ok, output = run(
+            [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)]
+        )
+        yield Result(f"compose schema {path.name}", ok, "" if ok else output)
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # the ["KEY=value"] form
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+
+
+def compose_ports(name: str, service: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    """(what, port) pairs that must equal the service's port."""
+    for entry in service.get("ports") or []:
+        target = entry.get("target") if isinstance(entry, dict) else str(entry).split(":")[-1]
+        yield "ports target", int(str(target).split("/")[0])
+    test = (service.get("healthcheck") or {}).get("test") or []
+    for match in re.finditer(r"127\.0\.0\.1:(\d+)|localhost:(\d+)", " ".join(map(str, test))):
+        yield "healthcheck", int(match.group(1) or match.group(2))
+    command = service.get("command") or []
+    if isinstance(command, list) and "--port" in command:
+        yield "command --port", int(command[command.index("--port") + 1])
+
+
+def compose_parity(files: list[Path]) -> Iterator[Result]:
+    try:
+        problems = list(compose_problems(files))
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        problems = [f"cannot read: {type(exc).__name__}: {exc}".replace("\n", " ")]
+    yield Result("compose parity (services, settings, ports)", not problems, "; ".join(problems))
+
+
+def compose_problems(files: list[Path]) -> Iterator[str]:
+    problems: list[str] = []
+    base = files[0]
+    base_services: dict[str, Any] = (load_yaml(base) or {}).get("services") or {}
+    ours = {
+        name for name, svc in base_services.items() if name not in INFRASTRUCTURE or "build" in svc
+    }
+    if ours != set(SERVICES):
+        problems.append(f"{base.name}: services {sorted(ours)} != {sorted(SERVICES)}")
+    for name, service in base_services.items():
+        published = {
+            int(
+                str(
+                    entry.get("published") if isinstance(entry, dict) else str(entry).split(":")[-2]
+                )
+            )
+            for entry in service.get("ports") or []
+        }
+        if published - PUBLISHED.get(name, set()):
+            problems.append(f"{base.name}: {name} publishes {sorted(published)} on the host")
+    for path in files:
+        for name, service in ((load_yaml(path) or {}).get("services") or {}).items():
+            if name not in SERVICES:
+                continue
+            settings = read_settings(name)
+            env = environment(service)
+            where = f"{path.name}: {name}"
+            problems += [
+                f"{where}: {key} is read by nothing" for key in env if not is_read(key, settings)
+            ]
+            problems += list(check_urls(where, env))
+            problems += [
+                f"{where}: {what} {port} != {SERVICES[name]}"
+                for what, port in compose_ports(name, service)
+                if port != SERVICES[name]
+            ]
+            if path != base:
+                continue
+            if settings.port != SERVICES[name]:
+                problems.append(f"{name}: settings port {settings.port} != {SERVICES[name]}")
+            for key in sorted(settings.required | settings.secrets):
+                value = env.get(key)
+                if value is None:
+                    problems.append(f"{where}: required setting {key} is not set")
+                elif key in settings.secrets and not _REQUIRED_VARIABLE.match(value):
+                    problems.append(
+                        f"{where}: secret {key} must be ${{VAR:?message}}, not {value!r}"
+                    )
+    yield from problems
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+
+def dockerfiles(files: list[Path]) -> Iterator[Result]:
+    for path in files:
+        ok, output = run([tool("hadolint"), str(path)])
+        yield Result(
+            f"hadolint {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", ok, output
+        )
+    # One shape: with the name and port replaced, every service's Dockerfile is the same text.
+    shapes: dict[str, list[str]] = {}
+    problems = []
+    for path in files:
+        service = path.parent.name
+        if service not in SERVICES:
+            continue
+        text = path.read_text()
+        for needed in (f"EXPOSE {SERVICES[service]}", f'"--port", "{SERVICES[service]}"]'):
+            if needed not in text:
+                problems.append(f"{service}: no {needed!r}")
+        shape = text.replace(str(SERVICES[service]), "<port>").replace(service, "<name>")
+        shapes.setdefault(shape, []).append(service)
+    if len(shapes) > 1:
+        problems.append(
+            "Dockerfiles differ beyond name and port: "
+            + " / ".join(",".join(group) for group in shapes.values())
+        )
+    yield Result("Dockerfiles share one shape", not problems, "; ".join(problems))
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def kustomize_command() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def listed_resources(directory: Path) -> Iterator[Path]:
+    """Without kustomize: the files a kustomization lists, through directories (no patches)."""
+    kustomization = load_yaml(directory / "kustomization.yaml") or {}
+    for entry in kustomization.get("resources") or []:
+        path = (directory / entry).resolve()
+        if path.is_dir():
+            yield from listed_resources(path)
+        else:
+            yield path
+
+
+def kubernetes_documents(directory: Path) -> tuple[list[dict[str, Any]], str]:
+    command = kustomize_command()
+    if command is not None:
+        completed = subprocess.run(  # noqa: S603
+            [*command, str(directory)], capture_output=True, text=True, check=False
+        )
+        if completed.returncode != 0:
+            raise ValueError(completed.stderr.strip().splitlines()[-1])
+        return [
+            doc for doc in yaml.safe_load_all(completed.stdout) if doc
+        ], "built with " + command[0]
+    documents = []
+    for path in listed_resources(directory):
+        if not path.exists():
+            raise ValueError(f"{path} is listed but does not exist")
+        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents, "kustomize not installed: skipped build"
+
+
+def kubernetes(k8s: Path) -> Iterator[Result]:
+    import kubernetes_validate
+
+    directories = sorted(path.parent for path in k8s.rglob("kustomization.yaml"))
+    if not directories:
+        yield Result(f"kustomizations under {k8s}", False, "none found")
+    for directory in directories:
+        name = f"k8s {directory.relative_to(k8s)}"
+        try:
+            documents, how = kubernetes_documents(directory)
+        except (ValueError, yaml.YAMLError) as exc:
+            yield Result(f"{name} build", False, str(exc))
+            continue
+        errors = []
+        for doc in documents:
+            try:
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(
+                    f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {exc.message}"
+                )
+        yield Result(
+            f"{name} validates ({len(documents)} objects, {how})", not errors, "; ".join(errors)
+        )
+        # The base has no Secrets (each cluster brings its own): check completeness on overlays.
+        yield kubernetes_parity(name, documents, complete="overlays" in directory.parts)
+
+
+def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: bool) -> Result:
+    problems: list[str] = []
+    by_kind: dict[tuple[str, str], dict[str, Any]] = {
+        (doc["kind"], doc["metadata"]["name"]): doc for doc in documents
+    }
+    deployments = {n for (kind, n) in by_kind if kind == "Deployment"}
+    if deployments - INFRASTRUCTURE != set(SERVICES):
+        problems.append(f"Deployments {sorted(deployments)} != {sorted(SERVICES)}")
+    for service, port in SERVICES.items():
+        deployment = by_kind.get(("Deployment", service))
+        if deployment is None:
+            continue
+        settings = read_settings(service)
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env: dict[str, str] = {}
+        from_secret: set[str] = set()
+        for item in container.get("env") or []:
+            env[item["name"]] = str(item.get("value", ""))
+            if "secretKeyRef" in (item.get("valueFrom") or {}):
+                from_secret.add(item["name"])
+        for source in container.get("envFrom") or []:
+            kind, ref = (
+                ("ConfigMap", source["configMapRef"])
+                if "configMapRef" in source
+                else ("Secret", source["secretRef"])
+            )
+            referenced = by_kind.get((kind, ref["name"]))
+            if referenced is None:
+                if complete:
+                    problems.append(f"{service}: {kind} {ref['name']} is missing")
+                continue
+            data = {**(referenced.get("data") or {}), **(referenced.get("stringData") or {})}
+            for key, value in data.items():
+                env[source.get("prefix", "") + key] = str(value)
+                if kind == "Secret":
+                    from_secret.add(source.get("prefix", "") + key)
+        problems += [
+            f"{service}: {key} is read by nothing" for key in env if not is_read(key, settings)
+        ]
+        problems += list(check_urls(service, env))
+        if complete:
+            problems += [
+                f"{service}: required setting {key} is not set"
+                for key in sorted(settings.required | settings.secrets)
+                if key not in env
+            ]
+        problems += [
+            f"{service}: secret {key} must come from a Secret"
+            for key in sorted(settings.secrets & env.keys() - from_secret)
+        ]
+        ports = [p["containerPort"] for p in container.get("ports") or []]
+        if ports != [port]:
+            problems.append(f"{service}: containerPort {ports} != [{port}]")
+        kube_service = by_kind.get(("Service", service))
+        if kube_service is None:
+            problems.append(f"{service}: no Service")
+        elif [p["port"] for p in kube_service["spec"]["ports"]] != [port]:
+            problems.append(f"{service}: Service port != {port}")
+        problems += list(hardening(service, deployment, container))
+    return Result(
+        f"{name} parity (services, settings, ports, hardening)", not problems, "; ".join(problems)
+    )
+
+
+def hardening(service: str, deployment: dict[str, Any], container: dict[str, Any]) -> Iterable[str]:
+    pod = deployment["spec"]["template"]["spec"]
+    if not (pod.get("securityContext") or {}).get("runAsNonRoot"):
+        yield f"{service}: runAsNonRoot is not set"
+    if not (container.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        yield f"{service}: readOnlyRootFilesystem is not set"
+    for probe in ("livenessProbe", "readinessProbe"):
+        if probe not in container:
+            yield f"{service}: no {probe}"
+    if "requests" not in (container.get("resources") or {}):
+        yield f"{service}: no resource requests"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--compose",
+        type=Path,
+        action="append",
+        help="compose file; repeat for overrides (default: both of ours)",
+    )
+    parser.add_argument(
+        "--dockerfile",
+        type=Path,
+        action="append",
+        help="Dockerfile to check; repeat (default: services/*/Dockerfile)",
+    )
+    parser.add_argument(
+        "--k8s", type=Path, default=ROOT / "deploy" / "k8s", help="manifests directory"
+    )
+    args = parser.parse_args(argv)
+    compose = args.compose or [ROOT / "docker-compose.yml", ROOT / "compose.override.yml"]
+    docker = args.dockerfile or sorted(ROOT.glob("services/*/Dockerfile"))
+
+    results: list[Result] = []
+    for check in (
+        lambda: compose_schema(compose),
+        lambda: compose_parity(compose),
+        lambda: dockerfiles(docker),
+        lambda: kubernetes(args.k8s),
+    ):
+        try:
+            for result in check():
+                print(result.line(), flush=True)
+                results.append(result)
+        except Exception as exc:  # a crash in one check is a failure, and the others still run
+            result = Result("check crashed", False, f"{type(exc).__name__}: {exc}")
+            print(result.line(), flush=True)
+            results.append(result)
+    failed = sum(not result.ok for result in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
