@@ -23,13 +23,18 @@ export RELAYSHOP_PAYMENTS_PORT RELAYSHOP_INVENTORY_PORT RELAYSHOP_REDIS_PORT RED
 export RELAYSHOP_AUTH_URL RELAYSHOP_ORDERS_URL RELAYSHOP_PAYMENTS_URL RELAYSHOP_INVENTORY_URL
 export RELAYSHOP_GATEWAY_URL
 
-.PHONY: help sync run test test-e2e lint compose-check bench load demo trace clean
+.PHONY: help sync run test lint compose-check bench bench-revocation bench-tracing load demo trace clean
 
 help:
 	@echo "make run            start the whole system (gateway http://127.0.0.1:8000)"
 	@echo "make test           every test: unit, integration, end-to-end, deploy checks"
 	@echo "make lint           ruff and mypy"
 	@echo "make compose-check  validate docker-compose, Dockerfiles and Kubernetes manifests"
+	@echo "make demo           scripted walk-through against a running stack (make run)"
+	@echo "make trace ID=...   print one request as a waterfall tree"
+	@echo "make load           Locust, headless, with failure and p95 thresholds"
+	@echo "make bench          gateway vs direct, place-order rate, verification cost, memory"
+	@echo "make bench-revocation / bench-tracing   revocation propagation, tracing overhead"
 
 sync:
 	@$(UV) sync --frozen --quiet
@@ -52,3 +57,25 @@ lint: sync
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# Revocation propagation: logout at auth -> 401 at each service, p50/p99 (issue 4).
+bench-revocation: sync
+	$(VENV)/python tools/bench_revocation.py
+
+# Locust headless against the running stack (or one it starts); reports in var/load (issue 8).
+load: sync
+	$(VENV)/python tools/load.py
+
+# One table: gateway/direct read ratio, place-order rate, token verification, memory, start (issue 8).
+bench: sync
+	$(VENV)/python tools/bench.py
+
+# Observability (issue 6): a request as a waterfall tree, the live demo, the cost of tracing.
+trace: sync
+	@$(VENV)/python tools/trace.py $(ID)
+
+demo: sync
+	$(VENV)/python tools/demo.py
+
+bench-tracing: sync
+	$(VENV)/python tools/bench_tracing.py

@@ -143,3 +143,106 @@ def service_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+# ---- database_url: SQLite by default, also PostgreSQL for the modules that ask -----------------
+#
+# A test module whose data behaviour matters on both databases (atomic stock updates, unique
+# constraints, conditional updates) says ``pytestmark = pytest.mark.databases``: each of its tests
+# that uses ``database_url`` (directly or through its service's fixtures) then runs twice, on
+# SQLite and on PostgreSQL. PostgreSQL is RELAYSHOP_TEST_POSTGRES_URL, else 127.0.0.1:5432 as
+# user postgres; one fresh database per test module, emptied after each test, dropped at the end.
+# When no PostgreSQL answers, the PostgreSQL variant is skipped and says why (pytest -ra).
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "RELAYSHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+DATABASE_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "databases: run the module's data tests on SQLite and on PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "databases"
+    ):
+        metafunc.parametrize("database_url", DATABASE_BACKENDS, indirect=True)
+
+
+def _on_postgres(work: Any, url: str = POSTGRES_ADMIN_URL) -> Any:
+    """Run ``work(connection)`` (async) on a connection to ``url``, in a thread of its own so
+    that it never meets a test's running event loop."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import asyncpg
+
+    async def run() -> Any:
+        connection = await asyncpg.connect(url, timeout=2)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(scope="module")
+def postgres_module_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test module (skipped when none is reachable)."""
+    import uuid
+
+    import asyncpg
+
+    name = f"relayshop_test_{uuid.uuid4().hex[:12]}"
+
+    async def create(connection: Any) -> None:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+
+    try:
+        _on_postgres(create)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:  # down, or refuses us
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc!r}")
+
+    async def drop(connection: Any) -> None:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        _on_postgres(drop)
+
+
+@pytest.fixture
+def database_url(
+    request: pytest.FixtureRequest, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str | None]:
+    """The DATABASE_URL the service under test runs on: None is the SQLite default (a file under
+    tmp_path, fresh per test); else this module's PostgreSQL database, emptied after the test."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    url: str = request.getfixturevalue("postgres_module_database")
+    monkeypatch.setenv("DATABASE_URL", url)
+    yield url
+    _empty_database(url)
+
+
+def _empty_database(url: str) -> None:
+    """Delete every row but the schema version, so the next test starts as on a fresh SQLite."""
+
+    async def empty(connection: Any) -> None:
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+            await connection.execute(f"TRUNCATE {names} CASCADE")
+
+    _on_postgres(empty, url)

@@ -88,3 +88,26 @@ async def test_store_raises_when_redis_is_unreachable() -> None:
         await RevocationStore(client).revoke_jti("x", int(time.time()) + 60)
     assert "Error" in type(info.value).__name__
     await client.aclose()
+
+
+async def test_mirror_resyncs_after_its_connection_drops(
+    store: RevocationStore, redis_url: str, test_key: TestKey
+) -> None:
+    """A revocation recorded while the subscription was down (written, never published to this
+    mirror) is picked up by the full reload after the reconnect."""
+    mirror = RevocationMirror(redis_url)
+    mirror.start()
+    try:
+        assert await mirror.wait_synced(5)
+        missed = principal(test_key)
+        await store.redis.zadd(JTI_KEY, {missed.jti: missed.exp})  # recorded, no message
+        mirror.check(missed)  # the mirror cannot know yet
+        # Drop the mirror's connections (and only those: they carry their own client name).
+        for info in await store.redis.client_list():
+            if info.get("name") == mirror.client_name:
+                await store.redis.client_kill_filter(_id=info["id"])
+        await wait_for(lambda: missed.jti in mirror.revoked_jti, timeout=5)
+        with pytest.raises(InvalidToken, match="revoked"):
+            mirror.check(missed)
+    finally:
+        await mirror.stop()

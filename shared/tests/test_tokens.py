@@ -129,6 +129,18 @@ def test_verify_rejects_an_unknown_kid(client: TestClient) -> None:
         {"roles": "admin"},
         {"sub": 12},
         {"exp": "tomorrow"},
+        # Shapes, not just types: a signed claim is still input (RFC 8725 section 3.10).
+        {"client_id": DROP},
+        {"client_id": None},
+        {"sub": "x' OR '1'='1"},
+        {"jti": "a\r\nforged log line"},
+        {"sid": None},
+        {"sid": ""},
+        {"scope": ""},
+        {"scope": 'openid "quoted"'},
+        {"roles": ["Admin; DROP TABLE"]},
+        {"nbf": True},
+        {"iat": 0},
     ],
     ids=lambda c: ",".join(f"{k}={v!r}"[:40] for k, v in c.items()),
 )

@@ -99,7 +99,9 @@ def fresh_throttle(redis_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def make_api(service_env: dict[str, str]) -> Iterator[Callable[[], AuthApi]]:
+def make_api(
+    service_env: dict[str, str], database_url: str | None
+) -> Iterator[Callable[[], AuthApi]]:
     """Start an app from the current environment (call it after monkeypatch.setenv)."""
     with ExitStack() as stack:
 

@@ -6,8 +6,12 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import jwt
+import pytest
 from auth_service.models import RefreshToken
 from sqlmodel import select
+
+# Runs on SQLite and on PostgreSQL (the root conftest's database_url).
+pytestmark = pytest.mark.databases
 
 
 def claims(token: str) -> dict:

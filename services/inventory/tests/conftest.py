@@ -45,7 +45,7 @@ def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-def client(service_env: dict[str, str]) -> Iterator[TestClient]:
+def client(service_env: dict[str, str], database_url: str | None) -> Iterator[TestClient]:
     with TestClient(create_app()) as client:
         wait_ready(client)
         yield client

@@ -7,9 +7,7 @@ httpx.ASGITransport), so asyncio.gather really interleaves the requests inside t
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,11 +18,11 @@ from inventory_service.main import create_app
 
 from .conftest import Caller
 
+# Each test runs on SQLite and on PostgreSQL (the root conftest's database_url).
+pytestmark = pytest.mark.databases
+
 PRODUCTS = "/api/inventory/products"
 RESERVATIONS = "/api/inventory/reservations"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "RELAYSHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 @asynccontextmanager
@@ -40,32 +38,9 @@ async def running_app() -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(
-    request: pytest.FixtureRequest, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[str]:
-    """SQLite (the service_env default), or a throwaway PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        yield "sqlite"
-        return
-    import asyncpg
-
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=2)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    name = f"inventory_test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    monkeypatch.setenv("DATABASE_URL", f"{base}/{name}")
-    try:
-        yield "postgres"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def test_reserve_concurrently_never_oversells(backend: str, caller: Caller) -> None:
+async def test_reserve_concurrently_never_oversells(
+    database_url: str | None, caller: Caller
+) -> None:
     async with running_app() as client:
         admin = caller.user("admin")
         put = await client.put(f"{PRODUCTS}/KB-001/stock", json={"stock": 20}, headers=admin)
@@ -88,7 +63,9 @@ async def test_reserve_concurrently_never_oversells(backend: str, caller: Caller
         assert held.count("HELD") == 20
 
 
-async def test_reserve_same_order_concurrently_reserves_once(backend: str, caller: Caller) -> None:
+async def test_reserve_same_order_concurrently_reserves_once(
+    database_url: str | None, caller: Caller
+) -> None:
     async with running_app() as client:
         headers = caller.user("customer", via="orders")
         body = {"order_id": "o-dup", "items": [{"sku": "MN-003", "quantity": 3}]}
@@ -101,7 +78,9 @@ async def test_reserve_same_order_concurrently_reserves_once(backend: str, calle
         assert product["stock"] == 50 - 3
 
 
-async def test_release_concurrently_gives_stock_back_once(backend: str, caller: Caller) -> None:
+async def test_release_concurrently_gives_stock_back_once(
+    database_url: str | None, caller: Caller
+) -> None:
     async with running_app() as client:
         headers = caller.user("customer", via="orders")
         body = {"order_id": "o-1", "items": [{"sku": "HD-004", "quantity": 5}]}

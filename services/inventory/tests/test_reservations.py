@@ -12,6 +12,9 @@ from inventory_service.main import create_app
 
 from .conftest import Caller, wait_ready
 
+# Runs on SQLite and on PostgreSQL (the root conftest's database_url).
+pytestmark = pytest.mark.databases
+
 RESERVATIONS = "/api/inventory/reservations"
 PRODUCTS = "/api/inventory/products"
 

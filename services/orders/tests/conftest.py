@@ -3,6 +3,8 @@
 FakeNeighbours implements the internal API of inventory and payments (the common brief) just
 enough for the saga, and refuses (401) any call that does not carry both the relayed user token
 and orders' own service token, so every test here also proves the relay and orders' identity.
+The system routes the reconciler uses (``/system/``) instead demand orders' service token alone,
+as the bearer token, exactly like security.require_service.
 Neighbours are not what these tests are about; the real chain is tested end to end in tests/e2e.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 import pytest
@@ -50,6 +53,7 @@ class FakeNeighbours:
         self.calls: list[Call] = []
         self.down: set[str] = set()  # "inventory" or "payments": every call fails to connect
         self.charge_then_timeout = False  # the charge happens, its answer never arrives
+        self.charge_then_crash = False  # the charge happens, then payments dies (down from then)
         self.commit_refused = False  # the reservation expires before payments commits it
         self.reserve_delay = 0.0
 
@@ -58,7 +62,8 @@ class FakeNeighbours:
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         service = {"inventory.test": "inventory", "payments.test": "payments"}[request.url.host]
-        identity = self._identities(request)
+        system = "/system/" in request.url.path
+        identity = self._system_identity(request) if system else self._identities(request)
         if identity is None:
             return _problem(401, "a user token and orders' service token are both required")
         self.calls.append(Call(service, request.method, request.url.path, *identity))
@@ -66,9 +71,24 @@ class FakeNeighbours:
             # Exactly what httpx-aiohttp raises for a refused connection: a ConnectTimeout.
             error = httpx.ConnectTimeout("Cannot connect to host", request=request)
             raise error from ConnectionRefusedError(111, "Connect call failed")
+        if system:  # same behaviour as the relayed routes, without the ownership check
+            request.url = request.url.copy_with(path=request.url.path.replace("/system", "", 1))
         if service == "inventory":
             return await self._inventory(request)
         return self._payments(request)
+
+    def _system_identity(self, request: httpx.Request) -> tuple[str, str] | None:
+        """("", "orders") for orders' own service token as the bearer, else None."""
+        if "x-service-token" in request.headers:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            caller = jwt.decode(token, self.key.public_key, ["RS256"], audience="relayshop")
+        except jwt.PyJWTError:
+            return None
+        if scheme != "Bearer" or caller["roles"] != ["service"] or caller["sub"] != "orders":
+            return None
+        return "", caller["client_id"]
 
     def _identities(self, request: httpx.Request) -> tuple[str, str] | None:
         """(user sub, calling service), checked like require_caller does, or None."""
@@ -89,6 +109,9 @@ class FakeNeighbours:
             await asyncio.sleep(self.reserve_delay)
             return self._reserve(httpx.Response(200, content=request.content).json())
         order_id = path.split("/")[4]
+        if request.method == "GET":
+            found = self.reservations.get(order_id)
+            return httpx.Response(200, json=found) if found else _problem(404, "no reservation")
         if path.endswith("/release") and request.method == "POST":
             reservation = self.reservations.get(order_id)
             if reservation is None:
@@ -130,6 +153,11 @@ class FakeNeighbours:
             response = self._charge(httpx.Response(200, content=request.content).json())
             if self.charge_then_timeout:
                 raise httpx.ReadTimeout("the answer never came", request=request)
+            if self.charge_then_crash:
+                self.down.add("payments")
+                # What httpx-aiohttp raises when the server dies mid-request.
+                error = httpx.ConnectTimeout("Server disconnected", request=request)
+                raise error from aiohttp.ServerDisconnectedError()
             return response
         order_id = path.split("/")[4]
         payment = self.payments.get(order_id)
@@ -177,7 +205,10 @@ def neighbours(test_key: TestKey) -> FakeNeighbours:
 
 @pytest.fixture
 def client(
-    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, neighbours: FakeNeighbours
+    service_env: dict[str, str],
+    database_url: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    neighbours: FakeNeighbours,
 ) -> Iterator[TestClient]:
     monkeypatch.setenv("RELAYSHOP_INVENTORY_URL", INVENTORY_URL)
     monkeypatch.setenv("RELAYSHOP_PAYMENTS_URL", PAYMENTS_URL)

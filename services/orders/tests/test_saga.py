@@ -1,5 +1,6 @@
 """The saga's outcomes: every failure leaves the order in a final state with nothing charged
-and the stock given back, and the answer says what happened (with the order's id)."""
+and the stock given back, and the answer says what happened (with the order's id). When the
+outcome cannot be known yet, the order stays PENDING for the reconciler (test_reconciler.py)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_place_order_unknown_sku_answers_422_and_fails_order(
 def test_place_order_payments_down_answers_503_and_restores_stock(
     client: TestClient, neighbours, auth
 ) -> None:
-    neighbours.down.add("payments")
+    neighbours.down.add("payments")  # connection refused: the charge was never sent
 
     response = client.post("/api/orders", json=order("KB-001", 4), headers=auth("alice"))
 
@@ -86,8 +87,25 @@ def test_place_order_payments_down_answers_503_and_restores_stock(
     assert status_of(client, auth, order_id) == "FAILED"
     assert neighbours.reservations[order_id]["status"] == "RELEASED"
     assert neighbours.products["KB-001"]["stock"] == 100
-    # Payments could not even be asked what happened, so the answer does not claim "nothing".
-    assert "unknown" in response.json()["detail"]
+    assert "Nothing was charged" in response.json()["detail"]
+
+
+def test_place_order_payments_dies_mid_charge_leaves_order_pending(
+    client: TestClient, neighbours, auth
+) -> None:
+    # The charge reached payments, which then died: nobody can say yet whether money was taken.
+    neighbours.charge_then_crash = True
+
+    response = client.post("/api/orders", json=order("KB-001", 4), headers=auth("alice"))
+
+    assert response.status_code == 503
+    problem = response.json()
+    assert problem["order_status"] == "PENDING"
+    assert "being settled" in problem["detail"]
+    assert status_of(client, auth, problem["order_id"]) == "PENDING"
+    # Released first, so the capture cannot stick; the refund waits for the reconciler.
+    assert neighbours.reservations[problem["order_id"]]["status"] == "RELEASED"
+    assert neighbours.payments[problem["order_id"]]["status"] == "CAPTURED"
 
 
 def test_place_order_inventory_down_answers_503_and_charges_nothing(
@@ -112,7 +130,7 @@ def test_place_order_charge_answer_lost_refunds_and_answers_504(
 
     assert response.status_code == 504
     order_id = response.json()["order_id"]
-    assert "Nothing was charged" in response.json()["detail"]
+    assert "refunded" in response.json()["detail"]
     assert status_of(client, auth, order_id) == "FAILED"
     assert neighbours.payments[order_id]["status"] == "REFUNDED"
     assert neighbours.reservations[order_id]["status"] == "RELEASED"

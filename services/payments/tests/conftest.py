@@ -71,7 +71,7 @@ def inventory() -> FakeInventory:
 
 
 @pytest.fixture
-def app(service_env: dict[str, str]) -> FastAPI:
+def app(service_env: dict[str, str], database_url: str | None) -> FastAPI:
     return create_app()
 
 

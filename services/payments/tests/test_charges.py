@@ -12,6 +12,9 @@ from fastapi.testclient import TestClient
 
 from .conftest import Caller, FakeInventory
 
+# Runs on SQLite and on PostgreSQL (the root conftest's database_url).
+pytestmark = pytest.mark.databases
+
 CHARGES = "/api/payments/charges"
 
 

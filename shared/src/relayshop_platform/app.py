@@ -4,6 +4,8 @@ create_service_app() gives a FastAPI app with: the error handlers of errors.py, 
 X-Trace-Id on every response, /healthz (liveness) and /readyz (database, revocation mirror,
 signing keys), the token verifier on app.state, the long-lived HTTP client, this service's own
 client_credentials tokens, and /docs whose Authorize button signs in at the public token endpoint.
+Observability: JSON logs with one access line per request (logs.py), /metrics (metrics.py) and
+a trace span per request, per outgoing call and per SQL statement (tracing.py).
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .db import create_engine, create_sessionmaker
 from .errors import install_error_handlers
 from .jwks import JWKSCache
+from .limits import RequestLimits
+from .logs import AccessLogMiddleware, setup_logging
+from .metrics import metrics_router
+from .migrate import run_migrations
 from .relay import ServiceTokens, create_http_client
 from .revocation import RevocationMirror
 from .settings import PlatformSettings
 from .tokens import KeySource, TokenVerifier
-from .tracing import current_trace_id, instrument_app, setup_tracing
+from .tracing import (
+    current_trace_id,
+    instrument_app,
+    instrument_engine,
+    instrument_http_client,
+    setup_tracing,
+)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 Startup = Callable[[FastAPI], Awaitable[None]]
@@ -76,16 +88,19 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     metadata: MetaData | None = None,
+    migrations: str | None = None,  # "orders_service:migrations": Alembic, run at start
     on_startup: Startup | None = None,
     on_shutdown: Startup | None = None,
     local_keys: KeySource | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
-    setup_tracing(settings.service_name)
+    setup_logging(settings)
+    setup_tracing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = create_http_client(settings)
+        instrument_http_client(http)  # a CLIENT span and traceparent on every call out
         jwks = (
             None
             if local_keys is not None
@@ -98,6 +113,8 @@ def create_service_app(
             if jwks is not None:
                 await jwks.refresh(force=True)
             verifier.forget()  # a retired key's tokens must not survive in the cache
+            # Nor this service's own token: signed by a retired key, every neighbour refuses it.
+            app.state.service_tokens.invalidate()
 
         mirror = RevocationMirror(
             settings.redis_url,
@@ -113,6 +130,7 @@ def create_service_app(
             revocations=mirror,
         )
         engine = create_engine(settings.effective_database_url) if metadata is not None else None
+        instrument_engine(engine)
         app.state.settings = settings
         app.state.http = http
         app.state.jwks = jwks
@@ -126,9 +144,10 @@ def create_service_app(
             settings.client_id or settings.service_name,
             settings.client_secret,
         )
-        if engine is not None and metadata is not None:
-            async with engine.begin() as connection:
-                await connection.run_sync(metadata.create_all)
+        if engine is not None and migrations is not None:
+            # The schema comes from the service's Alembic revisions, never from create_all:
+            # the same steps then build a fresh SQLite file and upgrade a live PostgreSQL.
+            await run_migrations(engine, migrations)
         mirror.start()
         if jwks is not None:
             jwks.start()
@@ -154,10 +173,13 @@ def create_service_app(
         swagger_ui_init_oauth={"clientId": "relayshop-docs"},
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits)  # 431 / 413 for oversized headers and bodies
+    app.add_middleware(AccessLogMiddleware)  # inside RequestIdMiddleware: it logs the request id
     app.add_middleware(RequestIdMiddleware)
     for router in routers:
         app.include_router(router)
     app.include_router(health_router())
+    app.include_router(metrics_router())
     _point_docs_login_at_public_token_endpoint(app, f"{settings.issuer}/token")
     instrument_app(app)
     return app

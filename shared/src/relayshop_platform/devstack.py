@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import IO
 
 import httpx
+import redis
 
 from .embedded_redis import redis_args
 
@@ -91,9 +92,7 @@ class Stack:
     def start(self, timeout: float = 60.0) -> Stack:
         try:
             if self._own_redis:
-                redis_dir = self.data_dir / "redis"
-                redis_dir.mkdir(exist_ok=True)
-                self._spawn("redis", redis_args(self.redis_port or 0, redis_dir), os.environ.copy())
+                self.start_redis(wait=False)
             for name in self.services:
                 self.start_service(name, wait=False)
             for index, port in enumerate(self.extra_gateway_ports, start=2):
@@ -103,6 +102,30 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def start_redis(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """(Re)start the stack's own embedded Redis on its port and data directory. Its
+        append-only file keeps what was written before a ``stop_service("redis")``."""
+        if not self._own_redis:
+            raise RuntimeError("this stack uses an external Redis; it cannot restart it")
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        self._spawn("redis", redis_args(self.redis_port or 0, redis_dir), os.environ.copy())
+        if not wait:
+            return
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def start_service(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
         self._spawn_service(name, name, self.ports[name])
@@ -251,12 +274,10 @@ def drop_postgres_databases(server_url: str, urls: dict[str, str]) -> None:
 def make_stack(data_dir: Path, **kwargs: object) -> Iterator[Stack]:
     postgres = os.environ.get("RELAYSHOP_TEST_POSTGRES_URL")
     databases = postgres_databases(postgres) if postgres else {}
-    stack = Stack(
-        data_dir,
-        redis_url=os.environ.get("RELAYSHOP_TEST_REDIS_URL"),
-        database_urls=databases,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    # redis_url=None passed explicitly keeps the stack's own embedded Redis even in CI: for
+    # tests that stop and restart Redis (the system one cannot be stopped).
+    kwargs.setdefault("redis_url", os.environ.get("RELAYSHOP_TEST_REDIS_URL"))
+    stack = Stack(data_dir, database_urls=databases, **kwargs)  # type: ignore[arg-type]
     try:
         with stack:
             yield stack

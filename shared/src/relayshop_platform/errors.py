@@ -14,12 +14,16 @@
         └── UpstreamTimeout
 
 Non-OAuth errors are RFC 9457 problem details (application/problem+json). A stack trace never
-leaves the process.
+leaves the process. The OpenAPI document says so too (``document_problems``): every error answer
+an operation declares is a ``Problem``, not FastAPI's default ``HTTPValidationError`` JSON, so a
+client generated from the schema, or a schema fuzzer, reads the real shape.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -164,12 +168,78 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
-            exc.status_code, "Error"
-        )
+        title = {
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            431: "Request Header Fields Too Large",
+        }.get(exc.status_code, "Error")
         return problem(exc.status_code, title, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal Server Error", "Something went wrong on our side.")
+
+    document_problems(app)
+
+
+# The RFC 9457 members every relayshop problem has, plus ``errors`` (where a request was invalid)
+# and room for extension members such as ``payment_id`` (RFC 9457 section 3.2).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+_FASTAPI_ERROR_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make app.openapi() describe error answers as they are sent: application/problem+json.
+
+    An error response an operation declares with no body, or with FastAPI's default 422 body,
+    becomes a Problem. Bodies an operation declares itself (auth's RFC 6749 OAuth errors) stay."""
+    original: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if not str(status).startswith(("4", "5")):
+                        continue
+                    content = response.get("content")
+                    declared = (content or {}).get("application/json", {}).get("schema", {})
+                    if content is None or declared.get("$ref", "").endswith("/HTTPValidationError"):
+                        response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        if "/HTTPValidationError" not in json.dumps(schema.get("paths", {})):
+            for name in _FASTAPI_ERROR_SCHEMAS:  # no longer referenced: the Problem replaced them
+                schemas.pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

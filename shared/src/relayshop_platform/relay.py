@@ -111,3 +111,31 @@ def upstream_error(exc: httpx.HTTPError, service: str) -> UpstreamError:
     if timed_out:
         return UpstreamTimeout(f"The {service} service did not answer in time.")
     return UpstreamUnavailable(f"The {service} service is unavailable.")
+
+
+class ServiceAuth(httpx.Auth):
+    """This service's own token as the bearer, for system operations (security.require_service):
+    work done for no user, so there is no user token to relay."""
+
+    def __init__(self, service_token: str) -> None:
+        self._service_token = service_token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._service_token}"
+        yield request
+
+
+def never_sent(exc: httpx.HTTPError) -> bool:
+    """True when the request certainly never reached the other service (no connection was ever
+    made), so it cannot have done anything. A dropped connection or a timeout is not such a
+    case: the other side may have acted before the answer was lost.
+
+    httpx-aiohttp raises ``httpx.ConnectTimeout`` for a refused connection too, and also for a
+    connection the server dropped mid-request; the aiohttp cause tells them apart.
+    """
+    import aiohttp
+
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError) or (
+        isinstance(exc, httpx.ConnectError) and cause is None
+    )

@@ -7,7 +7,10 @@ Redis layout (one place, used by both sides):
     relayshop:revocations   pub/sub channel, one JSON message per revocation or key change
 
 The mirror subscribes first and loads the full set second, so a revocation published in between
-is never missed; it does the same again after every reconnect.
+is never missed; it does the same again after every reconnect. For that, every dropped connection
+must reach the mirror's own loop: a redis-py client that retries (``redis.Redis()`` does, ten times,
+by default) silently reconnects and re-subscribes a pub/sub connection, and whatever was published
+while it was down is lost without a trace. So the mirror's client never retries on its own.
 
 Policy while Redis is unreachable (README, "When Redis is down"): a service keeps answering from
 its mirror for ``max_staleness_seconds``, then refuses authenticated requests with 503 until it is
@@ -21,10 +24,13 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .errors import InvalidToken, UpstreamUnavailable
@@ -80,20 +86,25 @@ class RevocationMirror:
         self.synced = False
         self._lost_at: float | None = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._keys_tasks: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        # Named connections (CLIENT LIST shows which process holds which subscription).
+        self.client_name = f"relayshop-mirror-{uuid.uuid4().hex[:12]}"
 
     # -- the per-request check -------------------------------------------------------------
     def check(self, principal: Principal) -> None:
-        if self._lost_at is not None:
-            if not self.synced or time.monotonic() - self._lost_at > self._max_staleness:
-                raise UpstreamUnavailable(
-                    "Revocation state is unavailable; refusing tokens until it is back."
-                )
+        # What the mirror knows is revoked stays revoked (401), however stale the mirror is.
         if principal.jti in self.revoked_jti:
             raise InvalidToken("revoked", "The access token has been revoked.")
         nbf = self.not_before.get(principal.sub)
         if nbf is not None and principal.iat < nbf:
             raise InvalidToken("revoked", "The access token has been revoked.")
+        # Anything else passes only while the mirror may be trusted to be complete.
+        if self._lost_at is not None:
+            if not self.synced or time.monotonic() - self._lost_at > self._max_staleness:
+                raise UpstreamUnavailable(
+                    "Revocation state is unavailable; refusing tokens until it is back."
+                )
 
     @property
     def healthy(self) -> bool:
@@ -112,10 +123,12 @@ class RevocationMirror:
         return True
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in [self._task, *self._keys_tasks]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: S110 - shutting down
                 pass
 
@@ -125,8 +138,14 @@ class RevocationMirror:
             # health_check_interval: redis-py pings the idle subscription, so a silently dead
             # connection is noticed within seconds. (Not get_message(timeout=...): in redis-py
             # that swallows task cancellation.)
+            # No retries, said explicitly: a dropped connection must come back here to be marked
+            # lost and reloaded, not be silently reconnected by redis-py (module docstring).
             client = aioredis.from_url(
-                self._redis_url, socket_connect_timeout=1.0, health_check_interval=5
+                self._redis_url,
+                socket_connect_timeout=1.0,
+                health_check_interval=5,
+                retry=Retry(NoBackoff(), 0),
+                client_name=self.client_name,
             )
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -152,11 +171,12 @@ class RevocationMirror:
         nbfs = await client.hgetall(NBF_KEY)
         self.revoked_jti = {_text(pair[0]): float(pair[1]) for pair in jtis}  # type: ignore[arg-type]
         self.not_before = {_text(sub): int(value) for sub, value in nbfs.items()}
+        if self._lost_at is not None and self.synced:
+            log.info("Redis is back; revocation mirror reloaded")
         self.synced = True
         self._lost_at = None
         self._ready.set()
-        if self._on_keys_changed is not None:
-            await self._on_keys_changed()  # a rotation may have happened while we were away
+        self._keys_changed()  # a rotation may have happened while we were away
 
     async def _apply(self, data: Any) -> None:
         try:
@@ -170,8 +190,26 @@ class RevocationMirror:
         elif kind == "nbf":
             sub = str(event["sub"])
             self.not_before[sub] = max(int(event["nbf"]), self.not_before.get(sub, 0))
-        elif kind == "keys" and self._on_keys_changed is not None:
+        elif kind == "keys":
+            self._keys_changed()
+
+    def _keys_changed(self) -> None:
+        """Refetch the keys in the background: a slow or unreachable auth (the JWKS fetch)
+        must never hold up the revocations queued behind this message."""
+        if self._on_keys_changed is None:
+            return
+        # Keep a reference (asyncio holds tasks weakly). Concurrent refetches are serialised by
+        # JWKSCache's lock, so a change announced during a refetch still gets its own.
+        task = asyncio.create_task(self._run_keys_changed())
+        self._keys_tasks.add(task)
+        task.add_done_callback(self._keys_tasks.discard)
+
+    async def _run_keys_changed(self) -> None:
+        assert self._on_keys_changed is not None
+        try:
             await self._on_keys_changed()
+        except Exception:  # never let a failed refetch end the task silently unlogged
+            log.exception("refreshing the signing keys after a change failed")
 
     def _prune(self) -> None:
         if len(self.revoked_jti) % 1024 == 0:

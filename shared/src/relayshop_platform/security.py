@@ -9,6 +9,15 @@
 A service proves who it is with its own client_credentials token in SERVICE_TOKEN_HEADER, sent
 beside the user's relayed ``Authorization`` header. A user token alone never reaches an internal
 operation; a service token alone is never a user. Nothing here reads an X-User-Id style header.
+
+Every decision is written on the request's SERVER span, so a trace shows who let a request
+through or refused it, and why (the token itself, or any secret, never goes on a span):
+
+    relayshop.auth.check     edge (the gateway), service (a route's rule), internal_caller
+    relayshop.auth.decision  allow | deny
+    relayshop.auth.reason    expired, revoked, signature, audience, missing, role, caller,
+                             not_owner, ... (InvalidToken.reason and InsufficientScope.reason)
+    enduser.id, enduser.role the token's sub and roles; relayshop.caller: the calling service
 """
 
 from __future__ import annotations
@@ -18,8 +27,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from opentelemetry import trace
 
-from .errors import InsufficientScope, MissingToken
+from .errors import InsufficientScope, MissingToken, RelayshopError, TokenError
+from .metrics import ACCESS_DENIALS, TOKEN_REJECTIONS
 from .tokens import Principal, TokenVerifier
 
 SERVICE_TOKEN_HEADER = "x-service-token"
@@ -29,20 +40,91 @@ SERVICE_TOKEN_HEADER = "x-service-token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
+# ---- decisions on the trace, and in the metrics ---------------------------------------------
+
+
+def record_allow(
+    principal: Principal, *, check: str = "service", span: trace.Span | None = None
+) -> None:
+    span = span or trace.get_current_span()
+    if span.is_recording():  # unsampled requests skip building the attributes
+        span.set_attributes(
+            {
+                "relayshop.auth.check": check,
+                "relayshop.auth.decision": "allow",
+                "enduser.id": principal.sub,
+                "enduser.role": ",".join(principal.roles),
+            }
+        )
+
+
+def record_denial(
+    reason: str,
+    *,
+    check: str = "service",
+    token_rejected: bool = False,
+    span: trace.Span | None = None,
+) -> None:
+    """Note a refusal. Call it where a rule refuses without raising here, e.g. the 404 a
+    stranger gets for someone else's order: ``record_denial("not_owner")``."""
+    (TOKEN_REJECTIONS if token_rejected else ACCESS_DENIALS).labels(check, reason).inc()
+    span = span or trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "relayshop.auth.check": check,
+                "relayshop.auth.decision": "deny",
+                "relayshop.auth.reason": reason,
+            }
+        )
+
+
+def denial_reason(exc: RelayshopError) -> str:
+    """A short machine word: the error's own reason, else its title ("service_unavailable")."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else exc.title.lower().replace(" ", "_")
+
+
+def record_refusal(exc: RelayshopError, *, check: str, span: trace.Span | None = None) -> None:
+    record_denial(
+        denial_reason(exc), check=check, token_rejected=isinstance(exc, TokenError), span=span
+    )
+
+
+# ---- the dependencies ------------------------------------------------------------------------
+
+
 def _verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.verifier
     return verifier
+
+
+async def _verify(request: Request, token: str, check: str) -> Principal:
+    try:
+        return await _verifier(request).verify(token)
+    except RelayshopError as exc:  # InvalidToken (401), or 503 while revocations are unknown
+        record_refusal(exc, check=check)
+        raise
+
+
+def _refuse(exc: RelayshopError, check: str) -> RelayshopError:
+    record_refusal(exc, check=check)
+    return exc
 
 
 async def get_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
     if not token:
-        raise MissingToken()
-    principal = await _verifier(request).verify(token)
+        raise _refuse(MissingToken(), "service")
+    principal = await _verify(request, token, "service")
     if principal.is_service:
-        raise InsufficientScope("A service token cannot act as a user.", reason="service_as_user")
+        raise _refuse(
+            InsufficientScope("A service token cannot act as a user.", reason="service_as_user"),
+            "service",
+        )
     request.state.principal = principal
+    record_allow(principal)
     return principal
 
 
@@ -62,8 +144,11 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
 
     async def check(user: CurrentUser) -> Principal:
         if not user.has_any_role(allowed):
-            raise InsufficientScope(
-                f"This needs one of the roles: {', '.join(sorted(allowed))}.", reason="role"
+            raise _refuse(
+                InsufficientScope(
+                    f"This needs one of the roles: {', '.join(sorted(allowed))}.", reason="role"
+                ),
+                "service",
             )
         return user
 
@@ -73,11 +158,20 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
 async def get_calling_service(request: Request) -> Principal:
     token = request.headers.get(SERVICE_TOKEN_HEADER)
     if not token:
-        raise MissingToken("This internal operation needs the calling service's token.")
-    principal = await _verifier(request).verify(token)
+        raise _refuse(
+            MissingToken("This internal operation needs the calling service's token."),
+            "internal_caller",
+        )
+    principal = await _verify(request, token, "internal_caller")
     if not principal.is_service or not principal.client_id:
-        raise InsufficientScope("The service token is not a service's token.", reason="caller")
+        raise _refuse(
+            InsufficientScope("The service token is not a service's token.", reason="caller"),
+            "internal_caller",
+        )
     request.state.caller = principal
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("relayshop.caller", principal.client_id)
     return principal
 
 
@@ -92,13 +186,65 @@ def require_caller(
 
     async def check(user: CurrentUser, caller: CallingService) -> Principal:
         if caller.client_id not in allowed_services:
-            raise InsufficientScope(
-                f"Only {', '.join(sorted(allowed_services))} may call this.", reason="caller"
+            raise _refuse(
+                InsufficientScope(
+                    f"Only {', '.join(sorted(allowed_services))} may call this.", reason="caller"
+                ),
+                "internal_caller",
             )
         if not user.has_any_role(allowed_roles):
-            raise InsufficientScope(
-                f"This needs one of the roles: {', '.join(sorted(allowed_roles))}.", reason="role"
+            raise _refuse(
+                InsufficientScope(
+                    f"This needs one of the roles: {', '.join(sorted(allowed_roles))}.",
+                    reason="role",
+                ),
+                "internal_caller",
             )
+        record_allow(user, check="internal_caller")
         return user
+
+    return check
+
+
+# ---- system operations: a service acting on its own behalf, no user present ------------------
+
+
+def require_service(*, services: Iterable[str]) -> Callable[..., Awaitable[Principal]]:
+    """A system operation: ``dependencies=[Depends(require_service(services={"orders"}))]``.
+
+    For work no user is present for, such as orders' reconciler finishing an order whose
+    customer's token expired long ago. The calling service's own client_credentials token is THE
+    bearer token, in the ``Authorization`` header (RFC 6750 section 2.1; relay.ServiceAuth sends
+    it): there is no user token to relay, and SERVICE_TOKEN_HEADER is not read here. A user
+    token is refused whatever its roles (403), and so is the token of a service not listed.
+    Keep such routes few and narrow (look up, compensate): they act for every user at once.
+    """
+    allowed = frozenset(services)
+
+    async def check(
+        request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+    ) -> Principal:
+        if not token:
+            raise _refuse(
+                MissingToken("This system operation needs the calling service's own token."),
+                "system_caller",
+            )
+        principal = await _verify(request, token, "system_caller")
+        # A client_credentials token: the service role, and sub = client_id (no user behind it).
+        if (
+            not principal.is_service
+            or principal.client_id not in allowed
+            or principal.sub != principal.client_id
+        ):
+            raise _refuse(
+                InsufficientScope(
+                    f"Only the {', '.join(sorted(allowed))} service may call this.",
+                    reason="caller",
+                ),
+                "system_caller",
+            )
+        request.state.caller = principal
+        record_allow(principal, check="system_caller")
+        return principal
 
     return check

@@ -7,6 +7,7 @@ Every value comes from an environment variable named ``RELAYSHOP_<FIELD>`` (``DA
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -57,11 +58,30 @@ class PlatformSettings(BaseSettings):
     http_connect_timeout_seconds: float = 1.0
     http_max_connections: int = 200
 
+    # Observability (tracing.py, logs.py). Sampling and collectors are OpenTelemetry's own OTEL_*
+    # variables. Spans go to this JSON-lines file, which `make trace` reads; unset, they go to
+    # <data_dir>/traces/<service>.jsonl, unless OTEL_EXPORTER_OTLP_ENDPOINT names a collector.
+    trace_file: Path | None = None
+    # Past this size the trace file is rotated to <file>.1 (one old file kept).
+    trace_file_max_bytes: int = 50_000_000
+    # "json": one JSON object per line with trace_id and span_id; "text": the same, for humans.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    @property
+    def effective_trace_file(self) -> Path | None:
+        """Where spans are written as JSON lines, or None when they go to a collector only."""
+        if self.trace_file is not None:
+            return self.trace_file
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return None
+        return self.data_dir / "traces" / f"{self.service_name}.jsonl"
 
     @property
     def jwks_url(self) -> str:

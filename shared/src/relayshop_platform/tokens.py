@@ -6,7 +6,10 @@ The checks follow RFC 8725 (JWT best current practices) and RFC 9068 (JWT access
 - ``kid`` selects a key from the configured JWKS; ``jku``, ``x5u``, ``jwk`` and ``x5c`` are refused
   rather than followed (8725 3.10), and unknown ``crit`` extensions are refused (RFC 7515 4.1.11);
 - ``iss``, ``aud`` (a single string, strictly), ``exp``, ``iat``, ``nbf`` with a small leeway, and
-  the required claims, are checked by PyJWT;
+  the required claims of RFC 9068 section 2.2, are checked by PyJWT;
+- every claim must then have its registered type and a sane shape, or the token is refused: a
+  ``sub`` of ``null``, ``true``, ``""`` or ``"x' OR '1'='1"`` is never turned into an identity,
+  even under a valid signature (RFC 8725 section 3.10: do not trust received claims);
 - revocation (revoked ``jti``, per-user not-before) is checked on every call, cached or not.
 
 Verified tokens are cached (bounded, never past ``exp``) so that the second sight of a token costs
@@ -15,6 +18,7 @@ a dictionary lookup plus the revocation check.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,9 +40,18 @@ from .errors import InvalidToken
 
 ALLOWED_ALGORITHMS = ("RS256",)
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
-REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"]
 SERVICE_ROLE = "service"
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
+# A kid names one of our keys (an RFC 7638 thumbprint, base64url): anything else, such as a path,
+# SQL or shell metacharacters, is refused before it is looked up or could trigger a JWKS refetch.
+_KID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# Identifiers (sub, jti, sid, client_id): opaque ids, never quotes, spaces or control characters,
+# so one cannot smuggle SQL, markup or a forged log line in through a claim.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._~:@+/=-]{1,255}")
+# RFC 6749 section 3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQSCHAR.
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
+_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +141,7 @@ class TokenVerifier:
         if "crit" in header:
             raise InvalidToken("crit", "The token uses an unsupported critical extension.")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 128:
+        if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise InvalidToken("kid", "The token does not name a known signing key.")
         key = await self._keys.get(kid)
         if key is None:
@@ -160,25 +173,37 @@ class TokenVerifier:
         return principal_from_claims(claims)
 
 
+def _is_identifier(value: Any) -> bool:
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
+def _is_numeric_date(value: Any) -> bool:
+    # RFC 7519 section 2: a JSON number of seconds. bool is an int in Python: refuse it explicitly.
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    """Build a Principal, refusing claims of the wrong type instead of guessing."""
-    sub, jti, scope = claims.get("sub"), claims.get("jti"), claims.get("scope", "")
-    roles, sid, client_id = claims.get("roles", []), claims.get("sid"), claims.get("client_id")
-    exp, iat = claims.get("exp"), claims.get("iat")
+    """Build a Principal, refusing claims of the wrong type or shape instead of guessing."""
+    # Any, not "Any | None": each value is checked below before it is used.
+    sub: Any = claims.get("sub")
+    jti: Any = claims.get("jti")
+    client_id: Any = claims.get("client_id")
+    exp: Any = claims.get("exp")
+    iat: Any = claims.get("iat")
+    scope: Any = claims.get("scope", "")
+    roles: Any = claims.get("roles", [])
+    sid: Any = claims.get("sid")
     if (
-        not isinstance(sub, str)
-        or not sub
-        or not isinstance(jti, str)
-        or not jti
-        or not isinstance(scope, str)
+        not _is_identifier(sub)
+        or not _is_identifier(jti)
+        or not _is_identifier(client_id)
+        or ("sid" in claims and not _is_identifier(sid))  # optional; if present, a real one
+        or ("scope" in claims and not (isinstance(scope, str) and _SCOPE.fullmatch(scope)))
         or not isinstance(roles, list)
-        or not all(isinstance(role, str) for role in roles)
-        or (sid is not None and not isinstance(sid, str))
-        or (client_id is not None and not isinstance(client_id, str))
-        or isinstance(exp, bool)
-        or isinstance(iat, bool)
-        or not isinstance(exp, int | float)
-        or not isinstance(iat, int | float)
+        or not all(isinstance(role, str) and _ROLE.fullmatch(role) for role in roles)
+        or not _is_numeric_date(exp)
+        or not _is_numeric_date(iat)
+        or ("nbf" in claims and not _is_numeric_date(claims["nbf"]))
     ):
         raise InvalidToken("claims", "The access token has claims of the wrong type.")
     return Principal(

@@ -1,44 +1,212 @@
 """One ``setup_tracing()`` call per process, configured by the standard ``OTEL_*`` variables.
 
-OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG choose the sampling (the SDK reads them);
-OTEL_EXPORTER_OTLP_ENDPOINT sends spans to a collector (Jaeger under compose);
-RELAYSHOP_TRACE_FILE appends finished spans as JSON lines to a file (the embedded default).
+    OTEL_TRACES_SAMPLER=parentbased_traceidratio  OTEL_TRACES_SAMPLER_ARG=0.01   sample 1 %
+    OTEL_SDK_DISABLED=true                        no tracing at all (nothing instrumented)
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318  spans to a collector (docker compose)
+    RELAYSHOP_TRACE_FILE=...                      spans as JSON lines (the embedded default is
+                                                  <data_dir>/traces/<service>.jsonl; `make trace`)
+
+The SDK reads the sampler itself. Context travels as W3C Trace Context (``traceparent``) on every
+hop: the gateway's proxy injects it, FastAPI's instrumentation extracts it, and the instrumented
+httpx client injects it again on each service-to-service call, so one request is one trace:
+
+    gateway SERVER -> orders SERVER -> orders CLIENT -> inventory SERVER -> ...
+
+Each service also writes its authorization decision on its SERVER span (security.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import httpx
+import orjson
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .settings import PlatformSettings
+
+log = logging.getLogger("relayshop.tracing")
+# Spans reach the file this soon after they end (the SDK's default is 5 s): `make demo` prints a
+# trace right after the request. OTEL_BSP_SCHEDULE_DELAY still overrides it.
+FILE_FLUSH_MILLIS = 500
 _configured = False
 
 
-def setup_tracing(service_name: str) -> None:
+def tracing_enabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
+def setup_tracing(settings: PlatformSettings) -> None:
+    """The process-wide tracer provider: once per process, whatever number of apps it builds."""
     global _configured
-    if _configured:
+    if _configured or not tracing_enabled():
         return
     _configured = True
-    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
+    resource = Resource.create(
+        {
+            SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", settings.service_name),
+            SERVICE_NAMESPACE: "relayshop",
+            "deployment.environment.name": settings.env,
+        }
+    )
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace_file = settings.effective_trace_file
+    if trace_file is not None:
+        delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else FILE_FLUSH_MILLIS
+        exporter = JsonLinesSpanExporter(trace_file, max_bytes=settings.trace_file_max_bytes)
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
     trace.set_tracer_provider(provider)
+    if "OTEL_PROPAGATORS" not in os.environ:
+        # W3C Trace Context only. The SDK's default also forwards W3C Baggage, which would carry
+        # whatever a client on the internet put in it to every service inside.
+        set_global_textmap(TraceContextTextMapPropagator())
 
 
 def instrument_app(app: FastAPI) -> None:
+    """A SERVER span per request, continuing the caller's ``traceparent``. No span per ASGI
+    receive/send message (ARCHITECTURE.md), none for probes and scrapes."""
+    if not tracing_enabled():
+        return
     FastAPIInstrumentor.instrument_app(
-        app, exclude_spans=["receive", "send"], excluded_urls="healthz,readyz,metrics"
+        app,
+        exclude_spans=["receive", "send"],
+        excluded_urls="/healthz$,/readyz$,/metrics$",
+        server_request_hook=_drop_query_string,
     )
+
+
+def instrument_http_client(client: httpx.AsyncClient) -> None:
+    """A CLIENT span per call and ``traceparent`` injected into it. Works on any httpx transport
+    (it wraps the transport's handle_async_request), the aiohttp one of relay.py included."""
+    if tracing_enabled():
+        HTTPXClientInstrumentor.instrument_client(client)
+
+
+def instrument_engine(engine: AsyncEngine | None) -> None:
+    """A span per SQL statement (the statement with its placeholders, never the values)."""
+    if engine is None or not tracing_enabled():
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return  # one engine per process in a service; a second app in a test goes untraced
+    # skip_dep_check: the instrumentation declares "sqlalchemy < 2.1" but its event hooks work on
+    # 2.1 unchanged (shared/tests/test_tracing.py proves it on every run).
+    instrumentor.instrument(engine=engine.sync_engine, skip_dep_check=True)
 
 
 def current_trace_id() -> str | None:
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def _drop_query_string(span: trace.Span, scope: dict[str, Any]) -> None:
+    """Spans keep the path, not the query: RFC 6750 section 2.3 lets clients put an access token
+    in ``?access_token=`` (relayshop refuses it, but a client may still send one)."""
+    if not scope.get("query_string") or not span.is_recording():
+        return
+    path = scope.get("path", "")
+    span.set_attribute("http.target", path)
+    server = scope.get("server") or ("", 0)
+    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{path}")
+    span.set_attribute("url.query", "redacted")
+
+
+# ---- the embedded default: finished spans as JSON lines ---------------------------------------
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    """One span as `make trace` reads it (ids in the hex form of the W3C traceparent)."""
+    context = span.get_span_context()
+    parent = span.parent
+    return {
+        "trace_id": format(context.trace_id, "032x") if context else None,
+        "span_id": format(context.span_id, "016x") if context else None,
+        "parent_id": format(parent.span_id, "016x") if parent else None,
+        "name": span.name,
+        "service": span.resource.attributes.get(SERVICE_NAME),
+        "kind": span.kind.name,
+        "start_ns": span.start_time,
+        "end_ns": span.end_time,
+        "attributes": dict(span.attributes or {}),
+        "status": span.status.status_code.name,
+    }
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends one JSON object per span to a file, one file per service.
+
+    The BatchSpanProcessor calls export() from its own thread, so the event loop never waits on
+    the disk. Each batch is one write() on an O_APPEND descriptor: whole lines, even when two
+    replicas of a service share the file (local filesystems append each write() atomically).
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = 50_000_000) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return self._fd
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        data = b"".join(orjson.dumps(span_to_dict(span), default=str) + b"\n" for span in spans)
+        try:
+            with self._lock:
+                fd = self._open()
+                if os.fstat(fd).st_size > self.max_bytes:
+                    fd = self._rotate()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+        except OSError as exc:
+            log.warning("could not write spans to %s: %s", self.path, exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _rotate(self) -> int:
+        """Keep one old file. A replica that finds the file already rotated just reopens."""
+        assert self._fd is not None
+        ours = os.fstat(self._fd).st_ino
+        self._close()
+        try:
+            if os.stat(self.path).st_ino == ours:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        except FileNotFoundError:
+            pass
+        return self._open()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export() is written through

@@ -70,6 +70,7 @@ def create_app() -> FastAPI:
         description="Issues and revokes relayshop's tokens (OAuth 2.0, RFC 9068 JWTs).",
         routers=[token.router, revocation.router, userinfo.router, discovery.router, keys.router],
         metadata=SQLModel.metadata,
+        migrations="auth_service:migrations",
         on_startup=on_startup,
         local_keys=key_store,
         openapi_tags=[

@@ -11,6 +11,7 @@ uses the platform's problem details.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -21,6 +22,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 16 * 1024  # an honest token request is a few hundred bytes
 MAX_FORM_FIELDS = 20
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed in passwords
 
 
 class OAuthError(Exception):
@@ -77,20 +79,29 @@ async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[s
         raise BadForm("The form is not valid application/x-www-form-urlencoded.") from None
     form: dict[str, str] = {}
     for name, value in pairs:
+        if _CONTROL_CHARACTERS.search(name) or _CONTROL_CHARACTERS.search(value):
+            # RFC 6749 Appendix A: no parameter (not even a password) holds a control character;
+            # and a NUL would reach the database, which PostgreSQL answers with an error.
+            raise BadForm("The form must not contain control characters.")
         if name in form:
             raise BadForm(f"The parameter '{name[:40]}' appears more than once.")
         form[name] = value
     return form
 
 
+def body_too_large(max_bytes: int) -> OAuthError:
+    # 413 (RFC 9110 section 15.5.14) in the OAuth error shape the client is parsing anyway.
+    return OAuthError(413, "invalid_request", f"The request body is larger than {max_bytes} bytes.")
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refusing (without reading it all) anything larger than ``max_bytes``."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise BadForm(f"The request body is larger than {max_bytes} bytes.")
+        raise body_too_large(max_bytes)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:
-            raise BadForm(f"The request body is larger than {max_bytes} bytes.")
+            raise body_too_large(max_bytes)
     return bytes(body)

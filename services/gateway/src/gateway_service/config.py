@@ -6,6 +6,9 @@ The upstream URLs themselves (``RELAYSHOP_AUTH_URL``, ``..._ORDERS_URL``, ...) c
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from relayshop_platform.settings import PlatformSettings
 
 
@@ -27,6 +30,22 @@ class GatewaySettings(PlatformSettings):
     upstream_keepalive_seconds: float = 4.0
     # How long GET /readyz waits for each upstream's /readyz.
     readiness_timeout_seconds: float = 2.0
+
+    # The browser console's backend-for-frontend session (routes/bff.py, session.py).
+    # How long a console session lives: keep it equal to auth's RELAYSHOP_REFRESH_TOKEN_TTL_SECONDS,
+    # since the session is worth nothing once its refresh token has expired.
+    bff_session_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    # Refresh the access token when it has less than this left, so it never expires mid-request.
+    bff_refresh_margin_seconds: float = Field(default=30.0, ge=0)
+    # The hop inspector reads at most this many bytes from the end of each span file.
+    bff_trace_scan_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    @property
+    def trace_dir(self) -> Path:
+        """Where every service's span file is (<data_dir>/traces/<service>.jsonl by default;
+        the services of one machine share the data directory)."""
+        own = self.effective_trace_file
+        return own.parent if own is not None else self.data_dir / "traces"
 
 
 def get_settings() -> GatewaySettings:

@@ -2,7 +2,8 @@
 
     RequestIdMiddleware -> Proxy     /auth/..., /api/... : token check at the edge, then streamed
     GatewayASGI ---------|                                  to the service (proxy.py)
-                         `-> FastAPI  /healthz, /readyz, /docs, GET /api/orders/{id}/summary
+                         `-> FastAPI  /healthz, /readyz, /docs, GET /api/orders/{id}/summary,
+                                      the console: / and /static (page), /bff/* (its session)
 
 The FastAPI app (create_service_app: errors, request ids, tracing, verifier, revocation mirror)
 serves the gateway's own routes and owns the lifespan; the proxy path bypasses the framework for
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import GatewaySettings, get_settings
 from .proxy import Proxy, upstream_session_lifespan
-from .routes import health, summary
+from .routes import bff, console, health, summary
 
 # The one /api path the gateway answers itself instead of proxying.
 _SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
@@ -73,7 +74,10 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayASGI:
         routers=[
             health.router,  # before the platform's /readyz, so this one answers
             summary.router,
+            bff.router,  # the browser console's session (/bff/*)
+            console.router,  # and its page (/; /static is mounted below)
             APIRouter(lifespan=upstream_session_lifespan(settings)),
         ],
     )
+    console.mount_static(app)
     return GatewayASGI(app, settings)

@@ -52,6 +52,9 @@ RULES: tuple[Rule, ...] = (
     internal("/api/inventory/reservations"),
     internal("/api/payments/charges"),
     internal("/api/payments/by-order"),
+    # System operations (orders' reconciler, with its own token alone): never from outside.
+    internal("/api/inventory/system"),
+    internal("/api/payments/system"),
     # The rules of CONTRACT.md section 5 that say more than "any signed-in role".
     rule("PUT", rf"/api/inventory/products/{ID}/stock", frozenset({"warehouse", "admin"})),
     rule("POST", rf"/api/payments/{ID}/refund", frozenset({"admin"})),

@@ -14,15 +14,20 @@ from sqlmodel import SQLModel
 
 from .config import get_settings
 from .expiry import start_sweeper, stop_sweeper
-from .routes import products, reservations
+from .routes import products, reservations, system
 from .stock import seed_products
 
 TAGS = [
     {"name": "products", "description": "the catalogue and its stock"},
     {
+        "name": "reservations",
+        "description": "read-only audit of the reservations (admin, support)",
+    },
+    {
         "name": "internal",
         "description": "service-to-service operations: need a user token AND an allowed "
-        "calling service's token",
+        "calling service's token; the /system routes (orders' reconciler) need orders' own "
+        "token alone",
     },
 ]
 
@@ -37,8 +42,9 @@ def create_app() -> FastAPI:
         get_settings(),
         title="relayshop inventory",
         description="Products, stock, and the stock reservations of the order saga.",
-        routers=[products.router, reservations.router],
+        routers=[products.router, reservations.router, system.router],
         metadata=SQLModel.metadata,
+        migrations="inventory_service:migrations",
         on_startup=on_startup,
         openapi_tags=TAGS,
     )

@@ -1,6 +1,7 @@
 """The orders service: places orders through the saga (saga.py) and serves them to their owners.
 
 Started as ``uvicorn orders_service.main:create_app --factory`` (port 8002 under ``make run``).
+The reconciler (reconciler.py) runs beside it and finishes orders a crash left PENDING.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
 
+from . import reconciler
 from .config import get_settings
 from .routes import orders
 
@@ -23,5 +25,8 @@ def create_app() -> FastAPI:
         ),
         routers=[orders.router],
         metadata=SQLModel.metadata,
+        migrations="orders_service:migrations",
+        on_startup=reconciler.start,
+        on_shutdown=reconciler.stop,
         openapi_tags=[{"name": "orders", "description": "Customers' orders."}],
     )

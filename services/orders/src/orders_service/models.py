@@ -39,6 +39,8 @@ class Order(SQLModel, table=True):
         # requests with the same Idempotency-Key creates the order. NULL keys never collide.
         UniqueConstraint("owner_sub", "idempotency_key", name="uq_orders_owner_idempotency_key"),
         Index("ix_orders_owner_created", "owner_sub", "created_at"),
+        # The reconciler's question: which PENDING orders have a lease that ran out?
+        Index("ix_orders_status_lease", "status", "lease_until"),
     )
 
     id: str = SQLField(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
@@ -63,6 +65,12 @@ class Order(SQLModel, table=True):
     )
     updated_at: datetime = SQLField(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    # Who may drive this PENDING order, and until when (leases.py): the request that placed it,
+    # or later the reconciler. Only the holder of lease_id may write the final state.
+    lease_id: str | None = SQLField(default=None, max_length=32)
+    lease_until: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
 
 
@@ -158,6 +166,7 @@ class ReservedItem(BaseModel):
 class Reservation(BaseModel):
     items: list[ReservedItem]
     total_cents: int = Field(ge=0)
+    status: str = "HELD"  # HELD, COMMITTED or RELEASED
 
 
 class Payment(BaseModel):

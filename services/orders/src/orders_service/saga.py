@@ -1,6 +1,6 @@
 """The order saga: reserve stock, charge, confirm, and compensate whatever fails.
 
-    PENDING (committed by the route before any remote call)
+    PENDING (committed by the route, with the request's lease, before any remote call)
       │ reserve at inventory ──┬─ 409 ─────────────> OUT_OF_STOCK    409, nothing reserved
       │                        ├─ 404, 422 ────────> FAILED          422, unknown sku
       │                        └─ down, other ─────> release; FAILED 503 (504 when too slow)
@@ -9,53 +9,114 @@
       │  reservation itself)   └─ down, unknown ───> release; refund if captured; FAILED 503/504
       └──────────────────────────────────────────────> CONFIRMED       201
 
-The saga only changes the Order it is given; the route commits it. Every call relays the
-customer's token and adds orders' own service token (BearerRelay), so inventory and payments each
-check "a customer, via the orders service" themselves.
+A final state is only ever written once its compensation is known to be done. When it is not
+(a neighbour is down, the lease ran out), the order stays PENDING, the answer is 503/504 with
+``order_status: PENDING``, and the reconciler finishes it as soon as the neighbours answer again:
+recover() below, from what inventory and payments then say (reconciler.py).
 
-Retries: reserve and charge are sent once. Both are idempotent per order_id at the neighbours, but
-when a charge's outcome is unknown we ask payments what happened rather than charge again.
-Compensations (release, refund, the lookup by order id) are safe to repeat and are retried.
+The saga only changes the Order it is given; its caller writes it (leases.save). The request's
+saga relays the customer's token plus orders' service token (Routes.relayed: inventory and
+payments each check "a customer, via orders"); the reconciler, with no customer present, uses
+orders' own token on the narrow system routes (Routes.system). Retries: see calls.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from relayshop_platform.errors import Conflict, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from relayshop_platform.relay import BearerRelay
+from relayshop_platform.errors import Conflict, UpstreamError, UpstreamUnavailable
+from relayshop_platform.relay import never_sent, upstream_error
 
+from .calls import Calls, OutOfTime
 from .models import Order, OrderStatus, Payment, Reservation, utcnow
 
 log = logging.getLogger("relayshop.orders.saga")
 
-COMPENSATION_ATTEMPTS = 3
-COMPENSATION_BACKOFF_SECONDS = 0.2
 Answer = TypeVar("Answer", bound=BaseModel)
+NO_PAYMENT = "NONE"
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Where the saga's calls go: the relayed internal routes, or the system routes."""
+
+    inventory: str
+    payments: str
+    system: bool = False
+
+    def reserve(self) -> str:
+        return f"{self.inventory}/api/inventory/reservations"
+
+    def charge(self) -> str:
+        return f"{self.payments}/api/payments/charges"
+
+    def reservation(self, order_id: str) -> str:
+        prefix = "/api/inventory/system" if self.system else "/api/inventory"
+        return f"{self.inventory}{prefix}/reservations/{order_id}"
+
+    def release(self, order_id: str) -> str:
+        return f"{self.reservation(order_id)}/release"
+
+    def payment(self, order_id: str) -> str:
+        prefix = "/api/payments/system" if self.system else "/api/payments"
+        return f"{self.payments}{prefix}/by-order/{order_id}"
+
+    def refund(self, order_id: str) -> str:
+        return f"{self.payment(order_id)}/refund"
 
 
 class OrderSaga:
-    def __init__(
-        self, http: httpx.AsyncClient, relay: BearerRelay, *, inventory_url: str, payments_url: str
-    ) -> None:
-        self._http = http
-        self._relay = relay
-        self._inventory = inventory_url
-        self._payments = payments_url
+    def __init__(self, calls: Calls, routes: Routes, *, delay_before_charge: float = 0.0) -> None:
+        self._calls = calls
+        self._routes = routes
+        self._delay_before_charge = delay_before_charge  # fault injection, tests only
 
     async def place(self, order: Order) -> None:
-        """Drive a PENDING order to a final state, with outcome_status and outcome_detail set."""
+        """Drive a PENDING order to a final state (or leave it PENDING for the reconciler),
+        with outcome_status and outcome_detail set."""
         reservation = await self._reserve(order)
         if reservation is None:
             return
         # Prices and the total come from inventory, never from the client.
         order.items = [item.model_dump() for item in reservation.items]
         order.total_cents = reservation.total_cents
+        if self._delay_before_charge:
+            await asyncio.sleep(self._delay_before_charge)
         await self._charge(order, reservation.total_cents)
+
+    async def recover(self, order: Order) -> None:
+        """Finish an order whose saga was interrupted, from what the neighbours say now.
+
+        Captured and committed: the sale happened, only orders did not hear of it -> CONFIRMED.
+        Anything else is compensated, release first (see _settle_after_release).
+        """
+        try:
+            payment = await self._look_up(Payment, "payments", self._routes.payment(order.id))
+            reservation = await self._look_up(
+                Reservation, "inventory", self._routes.reservation(order.id)
+            )
+        except UpstreamError as exc:
+            _unsettled(order, exc.status, exc.detail)
+            return
+        if (
+            payment is not None
+            and payment.status == "CAPTURED"
+            and reservation is not None
+            and reservation.status == "COMMITTED"
+        ):
+            order.items = [item.model_dump() for item in reservation.items]
+            order.total_cents = reservation.total_cents
+            order.payment_id = payment.id
+            _finish(order, OrderStatus.CONFIRMED, 201)
+            return
+        await self._settle_after_release(
+            order, 503, "The order was interrupted before it completed."
+        )
 
     async def cancel(self, order: Order) -> None:
         """Undo a CONFIRMED order: refund first (the money matters most), then give stock back.
@@ -63,12 +124,12 @@ class OrderSaga:
         On any failure this raises and leaves the order CONFIRMED; both calls are idempotent at
         the neighbours, so the customer can simply cancel again.
         """
-        refund = await self._send_idempotent("payments", "POST", self._refund_url(order))
+        refund = await self._calls.idempotent("payments", "POST", self._routes.refund(order.id))
         if refund.status_code == 409:
             raise Conflict(_detail(refund, "Payments refused to refund this order's payment."))
         if refund.status_code not in (200, 201):
             raise UpstreamUnavailable(f"Payments refused the refund (HTTP {refund.status_code}).")
-        release = await self._send_idempotent("inventory", "POST", self._release_url(order))
+        release = await self._calls.idempotent("inventory", "POST", self._routes.release(order.id))
         if release.status_code not in (200, 201, 404):  # 404: nothing held any more
             raise UpstreamUnavailable(f"Inventory refused to release (HTTP {release.status_code}).")
         order.status = OrderStatus.CANCELLED
@@ -82,14 +143,19 @@ class OrderSaga:
             "items": [{"sku": item["sku"], "quantity": item["quantity"]} for item in order.items],
         }
         try:
-            response = await self._http.post(
-                f"{self._inventory}/api/inventory/reservations", json=body, auth=self._relay
-            )
+            response = await self._calls.once("inventory", "POST", self._routes.reserve(), body)
+        except OutOfTime as exc:
+            _finish(order, OrderStatus.FAILED, exc.status, f"{exc.detail} Nothing was charged.")
+            return None
         except httpx.HTTPError as exc:
-            # No answer does not mean no reservation (a timeout may come after inventory's commit).
-            await self._release(order)
-            error = _upstream_error("Inventory", exc)
-            _finish(order, OrderStatus.FAILED, error.status, f"{error.detail} Nothing was charged.")
+            error = upstream_error(exc, "inventory")
+            detail = f"{error.detail} Nothing was charged."
+            if never_sent(exc):
+                _finish(order, OrderStatus.FAILED, error.status, detail)
+            else:
+                # No answer does not mean no reservation (a timeout may come after inventory's
+                # commit): give back whatever may be held.
+                await self._release_then(order, OrderStatus.FAILED, error.status, detail)
             return None
         if response.status_code == 409:  # all or nothing at inventory: nothing is held
             detail = _detail(response, "Not enough stock for this order.")
@@ -101,9 +167,10 @@ class OrderSaga:
             return None
         reservation = _parse(Reservation, response) if response.status_code in (200, 201) else None
         if reservation is None:
-            await self._release(order)
             detail = f"Inventory could not reserve the stock (HTTP {response.status_code})."
-            _finish(order, OrderStatus.FAILED, 503, f"{detail} Nothing was charged.")
+            await self._release_then(
+                order, OrderStatus.FAILED, 503, f"{detail} Nothing was charged."
+            )
         return reservation
 
     async def _charge(self, order: Order, amount_cents: int) -> None:
@@ -113,12 +180,20 @@ class OrderSaga:
             "payment_method": order.payment_method,
         }
         try:
-            response = await self._http.post(
-                f"{self._payments}/api/payments/charges", json=body, auth=self._relay
+            response = await self._calls.once("payments", "POST", self._routes.charge(), body)
+        except OutOfTime as exc:  # never sent: nothing can have been charged
+            await self._release_then(
+                order, OrderStatus.FAILED, exc.status, f"{exc.detail} Nothing was charged."
             )
+            return
         except httpx.HTTPError as exc:
-            error = _upstream_error("Payments", exc)
-            await self._settle_unknown_charge(order, error.status, error.detail)
+            error = upstream_error(exc, "payments")
+            if never_sent(exc):
+                await self._release_then(
+                    order, OrderStatus.FAILED, error.status, f"{error.detail} Nothing was charged."
+                )
+            else:
+                await self._settle_after_release(order, error.status, error.detail)
             return
         status = response.status_code
         payment = _parse(Payment, response) if status in (200, 201) else None
@@ -127,87 +202,87 @@ class OrderSaga:
             order.payment_id = payment.id
             _finish(order, OrderStatus.CONFIRMED, 201)
         elif status == 402:
-            await self._release(order)
-            _finish(
+            await self._release_then(
                 order, OrderStatus.PAYMENT_FAILED, 402, "The payment was declined; stock restored."
             )
         elif status in (409, 422):
             # 409: inventory refused the commit, so payments voided the charge; 422: payments does
             # not know this payment method. Either way nothing stays charged.
-            await self._release(order)
-            _finish(order, OrderStatus.FAILED, status, _detail(response, "Payment not completed."))
+            detail = _detail(response, "Payment not completed.")
+            await self._release_then(order, OrderStatus.FAILED, status, detail)
         else:
-            await self._settle_unknown_charge(order, 503, f"Payments answered HTTP {status}.")
+            await self._settle_after_release(order, 503, f"Payments answered HTTP {status}.")
 
     # ---- compensations --------------------------------------------------------------------------
 
-    async def _settle_unknown_charge(self, order: Order, http_status: int, reason: str) -> None:
+    async def _release_then(
+        self, order: Order, status: OrderStatus, http_status: int, detail: str
+    ) -> None:
+        """Give the stock back, then finish; if the release cannot be confirmed, stay PENDING."""
+        if await self._release(order):
+            _finish(order, status, http_status, detail)
+        else:
+            _unsettled(order, http_status, detail)
+
+    async def _settle_after_release(self, order: Order, http_status: int, reason: str) -> None:
         """The charge may or may not have happened: make sure the order ends with no money taken.
 
         Release first. A charge still running at payments then fails its commit at inventory and
         is voided, so from here on no new charge can stick; then refund one that already did.
         """
-        await self._release(order)
-        if await self._refund_if_captured(order):
-            _finish(order, OrderStatus.FAILED, http_status, f"{reason} Nothing was charged.")
+        if not await self._release(order):
+            _unsettled(order, http_status, reason)
             return
-        log.error("order %s failed with an unknown payment outcome; check payments", order.id)
-        _finish(
-            order,
-            OrderStatus.FAILED,
-            http_status,
-            f"{reason} The payment's outcome is unknown; contact support with the order id.",
-        )
+        payment = await self._money_back(order)
+        if payment is None:
+            _unsettled(order, http_status, f"{reason} The payment's outcome is not known yet.")
+        elif payment == "DECLINED":
+            _finish(order, OrderStatus.PAYMENT_FAILED, 402, "The payment was declined.")
+        elif payment == "REFUNDED":
+            _finish(order, OrderStatus.FAILED, http_status, f"{reason} The charge was refunded.")
+        else:
+            _finish(order, OrderStatus.FAILED, http_status, f"{reason} Nothing was charged.")
 
-    async def _refund_if_captured(self, order: Order) -> bool:
-        """True when we know that no money stays taken for this order."""
+    async def _money_back(self, order: Order) -> str | None:
+        """After the release: the payment's final status ("NONE" if there is none), refunding a
+        capture first; None while payments cannot tell."""
         try:
-            found = await self._send_idempotent("payments", "GET", self._payment_url(order))
-            if found.status_code == 404:
-                return True  # no payment was ever created
-            payment = _parse(Payment, found) if found.status_code == 200 else None
+            payment = await self._look_up(Payment, "payments", self._routes.payment(order.id))
             if payment is None:
-                return False
+                return NO_PAYMENT
             if payment.status != "CAPTURED":
-                return True  # DECLINED, VOIDED or already REFUNDED
-            refund = await self._send_idempotent("payments", "POST", self._refund_url(order))
-            return refund.status_code in (200, 201)
+                return payment.status  # DECLINED, VOIDED or already REFUNDED
+            refund = await self._calls.idempotent("payments", "POST", self._routes.refund(order.id))
         except UpstreamError:
-            return False
+            return None
+        # Anything but a refund (a 409: voided meanwhile) is looked at again next round.
+        return "REFUNDED" if refund.status_code in (200, 201) else None
 
-    async def _release(self, order: Order) -> None:
-        """Best effort: a HELD reservation we fail to release still expires at inventory."""
+    async def _release(self, order: Order) -> bool:
+        """True once inventory holds nothing for this order (released now, or never reserved)."""
         try:
-            response = await self._send_idempotent("inventory", "POST", self._release_url(order))
+            response = await self._calls.idempotent(
+                "inventory", "POST", self._routes.release(order.id)
+            )
         except UpstreamError as exc:
             log.warning("order %s: reservation not released (%s)", order.id, exc.detail)
-            return
-        if response.status_code not in (200, 201, 404):  # 404: nothing was reserved
-            log.warning("order %s: release answered HTTP %s", order.id, response.status_code)
+            return False
+        if response.status_code in (200, 201, 404):  # 404: nothing was reserved
+            return True
+        log.warning("order %s: release answered HTTP %s", order.id, response.status_code)
+        return False
 
-    async def _send_idempotent(self, service: str, method: str, url: str) -> httpx.Response:
-        """Send an idempotent call (release, refund, lookup by order id), retrying lost
-        connections and 5xx answers: repeating it cannot give stock back or refund twice."""
-        attempt = 1
-        while True:
-            try:
-                response = await self._http.request(method, url, auth=self._relay)
-                if response.status_code < 500 or attempt >= COMPENSATION_ATTEMPTS:
-                    return response
-            except httpx.HTTPError as exc:
-                if attempt >= COMPENSATION_ATTEMPTS:
-                    raise _upstream_error(service.capitalize(), exc) from exc
-            await asyncio.sleep(COMPENSATION_BACKOFF_SECONDS * attempt)
-            attempt += 1
-
-    def _release_url(self, order: Order) -> str:
-        return f"{self._inventory}/api/inventory/reservations/{order.id}/release"
-
-    def _payment_url(self, order: Order) -> str:
-        return f"{self._payments}/api/payments/by-order/{order.id}"
-
-    def _refund_url(self, order: Order) -> str:
-        return f"{self._payment_url(order)}/refund"
+    async def _look_up(self, model: type[Answer], service: str, url: str) -> Answer | None:
+        """The neighbour's record for this order, None if it has none (404)."""
+        response = await self._calls.idempotent(service, "GET", url)
+        if response.status_code == 404:
+            return None
+        found = _parse(model, response) if response.status_code == 200 else None
+        if found is None:
+            raise UpstreamUnavailable(
+                f"The {service} service answered HTTP {response.status_code}."
+            )
+        return found
 
 
 def _finish(order: Order, status: OrderStatus, http_status: int, detail: str | None = None) -> None:
@@ -217,19 +292,12 @@ def _finish(order: Order, status: OrderStatus, http_status: int, detail: str | N
     order.updated_at = utcnow()
 
 
-def _upstream_error(service: str, exc: httpx.HTTPError) -> UpstreamError:
-    """504 when the neighbour was too slow, 503 when it could not be reached at all.
-
-    httpx-aiohttp (the transport of create_http_client) raises httpx.ConnectTimeout for every
-    aiohttp connection error, even "connection refused", so a timeout counts only when nothing
-    else caused it or its cause is itself a timeout.
-    """
-    cause = exc.__cause__
-    if isinstance(exc, httpx.TimeoutException) and (
-        cause is None or isinstance(cause, TimeoutError)
-    ):
-        return UpstreamTimeout(f"{service} did not answer in time.")
-    return UpstreamUnavailable(f"{service} is unreachable.")
+def _unsettled(order: Order, http_status: int, detail: str) -> None:
+    """Not final yet: the answer is an error, the order stays PENDING for the reconciler."""
+    log.warning("order %s left PENDING for the reconciler: %s", order.id, detail)
+    order.outcome_status = http_status
+    order.outcome_detail = f"{detail} The order is being settled; check it again shortly."[:500]
+    order.updated_at = utcnow()
 
 
 def _parse(model: type[Answer], response: httpx.Response) -> Answer | None:

@@ -11,14 +11,15 @@ from sqlmodel import SQLModel
 
 from .config import get_settings
 from .provider import SimulatedProvider
-from .routes import charges, payments
+from .routes import charges, payments, system
 
 TAGS = [
     {"name": "payments", "description": "reading and refunding payments"},
     {
         "name": "internal",
         "description": "service-to-service operations: need a user token AND an allowed "
-        "calling service's token",
+        "calling service's token; the /system routes (orders' reconciler) need orders' own "
+        "token alone",
     },
 ]
 
@@ -32,8 +33,9 @@ def create_app() -> FastAPI:
         get_settings(),
         title="relayshop payments",
         description="Charges each order once (simulated processor), then commits its stock.",
-        routers=[charges.router, payments.router],
+        routers=[charges.router, system.router, payments.router],
         metadata=SQLModel.metadata,
+        migrations="payments_service:migrations",
         on_startup=on_startup,
         openapi_tags=TAGS,
     )

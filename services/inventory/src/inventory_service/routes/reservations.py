@@ -1,24 +1,27 @@
-"""Reservations: the inventory half of the order saga. Internal operations only.
+"""Reservations: the inventory half of the order saga. Internal operations, plus an audit list.
 
-Each route needs a user token AND the token of an allowed calling service (require_caller), so
-"reserve" means "a customer, via the orders service". A customer only ever sees their own
-reservations: someone else's order id is a 404, exactly like an unknown one.
+Each saga route needs a user token AND the token of an allowed calling service (require_caller),
+so "reserve" means "a customer, via the orders service". A customer only ever sees their own
+reservations: someone else's order id is a 404, exactly like an unknown one. The list is for
+admin and support (read only), on inventory's own port: the gateway keeps every
+/api/inventory/reservations path internal.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import Conflict, NotFound
-from relayshop_platform.security import CurrentUser, require_caller
+from relayshop_platform.security import CurrentUser, require_caller, require_roles
 from relayshop_platform.tokens import Principal
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .. import stock
 from ..config import InventorySettings
-from ..models import Reservation, ReservationIn, ReservationOut
+from ..models import Reservation, ReservationIn, ReservationOut, ReservationStatus
 
 router = APIRouter(prefix="/api/inventory/reservations", tags=["internal"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -60,6 +63,27 @@ async def reserve(
             raise Conflict(f"The order id '{body.order_id}' is already in use.")
         response.status_code = status.HTTP_200_OK
     return ReservationOut.of(reservation)
+
+
+@router.get(
+    "",
+    response_model=list[ReservationOut],
+    tags=["reservations"],
+    dependencies=[Depends(require_roles("admin", "support"))],
+)
+async def list_reservations(
+    session: DbSession,
+    status_: Annotated[ReservationStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ReservationOut]:
+    """Admin and support, read only: reservations, oldest first, optionally of one status. The
+    audit of the stock: available stock plus COMMITTED quantities is what the shop received."""
+    query = select(Reservation).order_by(col(Reservation.created_at), col(Reservation.order_id))
+    if status_ is not None:
+        query = query.where(col(Reservation.status) == status_)
+    reservations = await session.exec(query.limit(limit).offset(offset))
+    return [ReservationOut.of(reservation) for reservation in reservations]
 
 
 @router.get(

@@ -25,14 +25,16 @@ from relayshop_platform.errors import (
     UpstreamUnavailable,
 )
 from relayshop_platform.relay import BearerRelay, relay_auth
-from relayshop_platform.security import CurrentUser, require_roles
+from relayshop_platform.security import CurrentUser, record_denial, require_roles
 from relayshop_platform.tokens import Principal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from .. import leases
+from ..calls import Calls
 from ..config import OrdersSettings
 from ..models import Order, OrderCreate, OrderOut, OrderStatus
-from ..saga import OrderSaga
+from ..saga import OrderSaga, Routes
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -61,8 +63,8 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64)]
         402: {"description": "Payment declined: order PAYMENT_FAILED, stock restored"},
         409: {"description": "Out of stock (nothing charged), or the same key still in progress"},
         422: {"description": "Bad body, unknown sku or payment method, or a reused key"},
-        503: {"description": "A neighbour service is down: order FAILED"},
-        504: {"description": "A neighbour service is too slow: order FAILED"},
+        503: {"description": "A neighbour is down: order FAILED, or PENDING until reconciled"},
+        504: {"description": "A neighbour is too slow: order FAILED, or PENDING until reconciled"},
     },
 )
 async def place_order(
@@ -87,6 +89,9 @@ async def place_order(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
+    # This request drives the order until its lease ends; after that only the reconciler may.
+    deadline = leases.grant(order, _settings(request).saga_timeout_seconds)
+    lease_id = order.lease_id or ""
     session.add(order)
     try:
         await session.commit()  # committed before any remote call: an order is never lost
@@ -100,9 +105,14 @@ async def place_order(
             raise
         return await _replay(session, winner, request_hash, _settings(request))
 
-    await _saga(request, relay).place(order)
-    session.add(order)
-    await session.commit()
+    # The saga changes a detached copy; only leases.save writes it, and only while we hold the
+    # lease (a plain flush of the ORM object could overwrite the reconciler's final state).
+    session.expunge(order)
+    await _saga(request, relay, deadline).place(order)
+    if not await leases.save(session, order, lease_id):
+        # Our lease ran out and the reconciler took over: answer with what it decided.
+        stored = await session.get(Order, order.id, populate_existing=True)
+        order = stored or order
     return _answer(order)
 
 
@@ -125,6 +135,8 @@ async def list_orders(
 async def get_order(order_id: OrderId, user: CurrentUser, session: DbSession) -> OrderOut:
     order = await session.get(Order, order_id)
     if order is None or not (order.owner_sub == user.sub or _can_read_all(user)):
+        if order is not None:
+            record_denial("not_owner")  # on the trace: the 404 was a refusal
         raise _not_found()  # a stranger learns nothing, not even that the id exists
     return OrderOut.from_row(order)
 
@@ -144,12 +156,15 @@ async def cancel_order(
     """Refund the payment, give the stock back, then mark the order CANCELLED (idempotent)."""
     order = await session.get(Order, order_id)
     if order is None or not (order.owner_sub == user.sub or user.has_any_role({"admin"})):
+        if order is not None:
+            record_denial("not_owner")
         raise _not_found()
     if order.status == OrderStatus.CANCELLED:
         return OrderOut.from_row(order)
     if order.status != OrderStatus.CONFIRMED:
         raise Conflict(f"An order in status {order.status} cannot be cancelled.")
-    await _saga(request, await relay_auth(request)).cancel(order)
+    deadline = time.monotonic() + _settings(request).saga_timeout_seconds
+    await _saga(request, await relay_auth(request), deadline).cancel(order)
     session.add(order)
     await session.commit()
     return OrderOut.from_row(order)
@@ -163,13 +178,13 @@ def _settings(request: Request) -> OrdersSettings:
     return settings
 
 
-def _saga(request: Request, relay: BearerRelay) -> OrderSaga:
+def _saga(request: Request, relay: BearerRelay, deadline: float) -> OrderSaga:
+    """The saga of this request: the customer's token relayed, under this request's deadline."""
     settings = _settings(request)
     return OrderSaga(
-        request.app.state.http,
-        relay,
-        inventory_url=settings.inventory_url,
-        payments_url=settings.payments_url,
+        Calls(request.app.state.http, relay, deadline=deadline),
+        Routes(settings.inventory_url, settings.payments_url),
+        delay_before_charge=settings.fault_delay_before_charge_seconds,
     )
 
 

@@ -17,16 +17,13 @@ between capture and commit finishes the job.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from fastapi import APIRouter, Depends, Request, Response, status
 from relayshop_platform.db import DbSession
-from relayshop_platform.errors import (
-    Conflict,
-    PaymentRequired,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from relayshop_platform.relay import BearerRelay, Relay
+from relayshop_platform.errors import Conflict, PaymentRequired, UpstreamUnavailable
+from relayshop_platform.relay import BearerRelay, Relay, upstream_error
 from relayshop_platform.security import CurrentUser, require_caller
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -72,6 +69,9 @@ async def charge(
 
     if payment.status == PaymentStatus.CAPTURED:
         await _commit_stock(request, session, provider, payment, relay)
+    settings: PaymentsSettings = request.app.state.settings
+    if settings.fault_answer_delay_seconds:  # fault injection (tests only): a slow answer
+        await asyncio.sleep(settings.fault_answer_delay_seconds)
     if payment.status == PaymentStatus.DECLINED:
         raise PaymentRequired(
             "The card was declined.", payment_id=payment.id, payment_status="DECLINED"
@@ -96,18 +96,14 @@ async def _commit_stock(
     settings: PaymentsSettings = request.app.state.settings
     url = f"{settings.inventory_url}/api/inventory/reservations/{payment.order_id}/commit"
     http: httpx.AsyncClient = request.app.state.http
+    # Sent once, not retried: commit is idempotent at inventory, but the caller (orders) is
+    # waiting, and voiding lets orders compensate cleanly; its reconciler covers the rest.
     try:
-        answer = await http.post(url, auth=relay)
-    except httpx.TimeoutException as exc:
-        await ledger.void(session, provider, payment)
-        raise UpstreamTimeout(
-            "Inventory did not answer in time; the payment was voided.", payment_id=payment.id
-        ) from exc
+        answer = await http.post(url, auth=relay)  # the client's connect and read timeouts
     except httpx.HTTPError as exc:
         await ledger.void(session, provider, payment)
-        raise UpstreamUnavailable(
-            "Inventory is unreachable; the payment was voided.", payment_id=payment.id
-        ) from exc
+        error = upstream_error(exc, "inventory")  # 503 down, 504 too slow
+        raise type(error)(f"{error.detail} The payment was voided.", payment_id=payment.id) from exc
     if answer.status_code in (404, 409):
         await ledger.void(session, provider, payment)  # the caller answers 409 from the status
     elif answer.status_code != 200:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import NotFound
-from relayshop_platform.security import CurrentUser, require_caller, require_roles
+from relayshop_platform.security import CurrentUser, record_denial, require_caller, require_roles
 from relayshop_platform.tokens import Principal
+from sqlmodel import col, select
 
 from .. import ledger
 from ..models import Payment, PaymentOut
@@ -27,6 +28,8 @@ def _visible(payment: Payment | None, user: Principal, what: str) -> Payment:
     if payment is None or not (
         payment.owner_sub == user.sub or user.has_any_role(SEES_EVERY_PAYMENT)
     ):
+        if payment is not None:
+            record_denial("not_owner")  # on the trace: the 404 was a refusal
         raise NotFound(f"No payment {what}.")
     return payment
 
@@ -57,6 +60,27 @@ async def refund_by_order(
     """CAPTURED -> REFUNDED (idempotent) for a cancelled order; 409 if it took no money."""
     payment = _visible(await ledger.by_order(session, order_id), user, f"for order '{order_id}'")
     return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))
+
+
+@router.get(
+    "",
+    response_model=list[PaymentOut],
+    tags=["payments"],
+    dependencies=[Depends(require_roles("support", "admin"))],
+)
+async def list_payments(
+    session: DbSession,
+    order_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[PaymentOut]:
+    """Support and admin, read only: every payment, newest first, or the one of ``order_id``
+    (an audit: one payment per order, and what became of it)."""
+    query = select(Payment).order_by(col(Payment.created_at).desc(), col(Payment.id))
+    if order_id is not None:
+        query = query.where(col(Payment.order_id) == order_id)
+    payments = await session.exec(query.limit(limit).offset(offset))
+    return [PaymentOut.of(payment) for payment in payments]
 
 
 @router.get("/{payment_id}", response_model=PaymentOut, tags=["payments"])

@@ -1,0 +1,1 @@
+"""The auth service's schema migrations (Alembic); see relayshop_platform.migrate."""

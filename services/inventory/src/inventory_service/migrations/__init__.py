@@ -1,0 +1,1 @@
+"""The inventory service's schema migrations (Alembic); see relayshop_platform.migrate."""

@@ -1,0 +1,98 @@
+"""The reconciler: finishes every order a crash, a kill or a down neighbour left PENDING.
+
+A background task (started with the app, cancelled at shutdown) that runs once at start and
+then every ``reconcile_interval_seconds``. Each round takes over the PENDING orders whose lease
+ran out (leases.py: the request that placed them stopped acting ``saga_timeout_seconds`` after
+the insert, or died) and asks inventory and payments what really happened (OrderSaga.recover):
+
+    payment CAPTURED and reservation COMMITTED   -> CONFIRMED (the sale happened)
+    anything else                                -> release the stock, refund a capture,
+                                                    -> PAYMENT_FAILED if declined, else FAILED
+    a neighbour still down                       -> stays PENDING, tried again next round
+
+No customer is present, so there is no user token to relay: orders calls the system routes of
+inventory and payments with its own client_credentials token (security.require_service), which
+let it look up, release and refund by order id, and nothing else. Several replicas may run this
+at once: taking an order over is a conditional UPDATE, so each order has one driver at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+from relayshop_platform.relay import ServiceAuth
+
+from . import leases
+from .calls import Calls
+from .config import OrdersSettings
+from .models import Order, OrderStatus
+from .saga import OrderSaga, Routes
+
+log = logging.getLogger("relayshop.orders.reconciler")
+CONCURRENCY = 8  # orders recovered at once: a slow neighbour must not stall the whole round
+
+
+async def reconcile_once(app: FastAPI) -> int:
+    """One round; returns how many orders it brought to a final state."""
+    settings: OrdersSettings = app.state.settings
+    async with app.state.sessionmaker() as session:
+        order_ids = await leases.expired(session, settings.reconcile_batch_size)
+    if not order_ids:
+        return 0
+    auth = ServiceAuth(await app.state.service_tokens.token())
+    routes = Routes(settings.inventory_url, settings.payments_url, system=True)
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(order_id: str) -> bool:
+        async with limit:
+            return await _recover(app, order_id, auth, routes, settings.saga_timeout_seconds)
+
+    finished = await asyncio.gather(*(one(order_id) for order_id in order_ids))
+    return sum(finished)
+
+
+async def _recover(
+    app: FastAPI, order_id: str, auth: ServiceAuth, routes: Routes, lease_seconds: float
+) -> bool:
+    async with app.state.sessionmaker() as session:
+        taken = await leases.take(session, order_id, lease_seconds)
+        if taken is None:
+            return False  # another replica took it, or it became final meanwhile
+        lease_id, deadline = taken
+        order = await session.get(Order, order_id, populate_existing=True)
+        if order is None:
+            return False
+        session.expunge(order)  # worked on detached; written only by leases.save
+    await OrderSaga(Calls(app.state.http, auth, deadline=deadline), routes).recover(order)
+    async with app.state.sessionmaker() as session:
+        saved = await leases.save(session, order, lease_id)
+    if saved and order.status != OrderStatus.PENDING:
+        log.info("reconciled order %s: %s", order.id, order.status)
+        return True
+    return False
+
+
+async def run_forever(app: FastAPI) -> None:
+    settings: OrdersSettings = app.state.settings
+    while True:
+        try:
+            await reconcile_once(app)
+        except Exception:
+            # Auth or the database down for a moment must not end recovery for good.
+            log.exception("reconciling pending orders failed; retrying next round")
+        await asyncio.sleep(settings.reconcile_interval_seconds)
+
+
+async def start(app: FastAPI) -> None:
+    app.state.reconciler = asyncio.create_task(run_forever(app), name="orders-reconciler")
+
+
+async def stop(app: FastAPI) -> None:
+    task: asyncio.Task[None] | None = getattr(app.state, "reconciler", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

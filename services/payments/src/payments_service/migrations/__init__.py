@@ -1,0 +1,1 @@
+"""The payments service's schema migrations (Alembic); see relayshop_platform.migrate."""
