@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,9 +33,27 @@ SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, chosen BELOW the kernel's ephemeral range.
+
+    Asking the kernel for port 0 returns an ephemeral port, which any outgoing connection may
+    take before our server binds it ("address already in use" under load). Ports under the
+    ephemeral range (32768+ on Linux, 49152+ on macOS) are never handed out that way.
+    """
+    for _ in range(200):
+        port = _random.randint(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found between 20000 and 32000")
+
+
+_random = random.SystemRandom()
+_handed_out: set[int] = set()  # never give the same port twice within one process
 
 
 class Stack:
