@@ -3,6 +3,7 @@
 redis_url   a real Redis server: the embedded one (started here, on a free port), or the one named
             by RELAYSHOP_TEST_REDIS_URL (CI points it at the system Redis).
 test_key    a throwaway RSA key (relayshop_platform.testing.TestKey) to mint any token with.
+caller      request headers with test_key's tokens: a user's, and a calling service's beside it.
 fake_auth   a real HTTP server on a free port that serves test_key's JWKS and answers the
             client_credentials grant with a service token, so one service can be tested alone.
 service_env the environment variables a service reads, pointed at the three above and tmp_path.
@@ -26,7 +27,7 @@ import pytest
 import redis
 from relayshop_platform.devstack import free_port
 from relayshop_platform.embedded_redis import redis_args
-from relayshop_platform.testing import TestKey
+from relayshop_platform.testing import Caller, TestKey
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +64,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def test_key() -> TestKey:
     return TestKey()
+
+
+@pytest.fixture
+def caller(test_key: TestKey) -> Caller:
+    """caller.user("customer", via="orders"): headers with tokens minted by test_key."""
+    return Caller(test_key)
 
 
 class FakeAuth:

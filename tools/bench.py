@@ -41,6 +41,7 @@ from relayshop_platform.devstack import Client, Stack, make_stack
 from relayshop_platform.revocation import RevocationMirror
 from relayshop_platform.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
 from relayshop_platform.tokens import TokenVerifier
+from relayshop_platform.tracing import describe_sampling
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = "asyncio + aiohttp on uvloop, in 1 separate process"
@@ -505,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if opts.stack_env:
         print("stack settings: " + " ".join(f"{k}={v}" for k, v in opts.stack_env.items()))
+    print("tracing: " + describe_sampling({**os.environ, **opts.stack_env}))
     print(table(rows))
     for sample in (gateway.error_samples + direct.error_samples + orders.error_samples)[:5]:
         print("error sample:", sample)

@@ -4,11 +4,12 @@
     uv run python tools/compose_check.py --compose broken.yml --k8s /tmp/k8s --dockerfile X
 
 One line per check: the compose files against the compose specification (check-jsonschema's
-vendored schema), the Dockerfiles with hadolint and against each other (one shape), the Kubernetes
-manifests built with kustomize (when installed) and validated with kubernetes-validate, and a
-parity check: every service, setting and port in compose and in the manifests must match what the
-services really read. Settings are read from the code itself (each service's pydantic-settings
-class), so a setting renamed in code but not in a deployment file fails here, not in production.
+vendored schema), the one Dockerfile (at the root, shared by all five services) with hadolint, the
+Kubernetes manifests built with kustomize (when installed) and validated with kubernetes-validate,
+and a parity check: every service, setting, port and build argument in compose and in the
+manifests must match what the services really read, and each service with tables must migrate
+before it starts. Settings are read from the code itself (each service's pydantic-settings class),
+so a setting renamed in code but not in a deployment file fails here, not in production.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AliasChoices, AliasPath
+from relayshop_platform.migrate import SERVICES_WITH_TABLES
 from relayshop_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +166,17 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(key): "" if value is None else str(value) for key, value in env.items()}
 
 
+def build_args(service: dict[str, Any]) -> dict[str, str] | None:
+    """The build arguments of a compose service, or None when it is not built here."""
+    build = service.get("build")
+    if build is None:
+        return None
+    args = (build.get("args") if isinstance(build, dict) else None) or {}
+    if isinstance(args, list):  # the ["KEY=value"] form
+        args = dict(item.split("=", 1) if "=" in item else (item, "") for item in args)
+    return {str(key): "" if value is None else str(value) for key, value in args.items()}
+
+
 def compose_ports(name: str, service: dict[str, Any]) -> Iterator[tuple[str, int]]:
     """(what, port) pairs that must equal the service's port."""
     for entry in service.get("ports") or []:
@@ -182,7 +195,9 @@ def compose_parity(files: list[Path]) -> Iterator[Result]:
         problems = list(compose_problems(files))
     except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
         problems = [f"cannot read: {type(exc).__name__}: {exc}".replace("\n", " ")]
-    yield Result("compose parity (services, settings, ports)", not problems, "; ".join(problems))
+    yield Result(
+        "compose parity (services, settings, ports, build args)", not problems, "; ".join(problems)
+    )
 
 
 def compose_problems(files: list[Path]) -> Iterator[str]:
@@ -221,8 +236,19 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                 for what, port in compose_ports(name, service)
                 if port != SERVICES[name]
             ]
+            # One Dockerfile builds every service: its SERVICE and PORT arguments choose which.
+            args = build_args(service)
+            if args is None and path == base:
+                problems.append(f"{where}: no build section")
+            for key, expected in (("SERVICE", name), ("PORT", str(SERVICES[name]))):
+                if args is not None and args.get(key) != expected:
+                    problems.append(f"{where}: build arg {key}={args.get(key)} != {expected}")
             if path != base:
                 continue
+            command = service.get("command") or []
+            migrate = f"python -m relayshop_platform.migrate {name} &&"
+            if name in SERVICES_WITH_TABLES and migrate not in " ".join(map(str, command)):
+                problems.append(f"{where}: the command does not start with `{migrate}`")
             if settings.port != SERVICES[name]:
                 problems.append(f"{name}: settings port {settings.port} != {SERVICES[name]}")
             for key in sorted(settings.required | settings.secrets):
@@ -236,7 +262,7 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
     yield from problems
 
 
-# ---------------------------------------------------------------- Dockerfiles
+# ---------------------------------------------------------------- the Dockerfile
 
 
 def dockerfiles(files: list[Path]) -> Iterator[Result]:
@@ -245,25 +271,6 @@ def dockerfiles(files: list[Path]) -> Iterator[Result]:
         yield Result(
             f"hadolint {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}", ok, output
         )
-    # One shape: with the name and port replaced, every service's Dockerfile is the same text.
-    shapes: dict[str, list[str]] = {}
-    problems = []
-    for path in files:
-        service = path.parent.name
-        if service not in SERVICES:
-            continue
-        text = path.read_text()
-        for needed in (f"EXPOSE {SERVICES[service]}", f'"--port", "{SERVICES[service]}"]'):
-            if needed not in text:
-                problems.append(f"{service}: no {needed!r}")
-        shape = text.replace(str(SERVICES[service]), "<port>").replace(service, "<name>")
-        shapes.setdefault(shape, []).append(service)
-    if len(shapes) > 1:
-        problems.append(
-            "Dockerfiles differ beyond name and port: "
-            + " / ".join(",".join(group) for group in shapes.values())
-        )
-    yield Result("Dockerfiles share one shape", not problems, "; ".join(problems))
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -394,8 +401,11 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
         elif [p["port"] for p in kube_service["spec"]["ports"]] != [port]:
             problems.append(f"{service}: Service port != {port}")
         problems += list(hardening(service, deployment, container))
+        problems += list(migration(service, deployment, container))
     return Result(
-        f"{name} parity (services, settings, ports, hardening)", not problems, "; ".join(problems)
+        f"{name} parity (services, settings, ports, hardening, migrations)",
+        not problems,
+        "; ".join(problems),
     )
 
 
@@ -410,6 +420,25 @@ def hardening(service: str, deployment: dict[str, Any], container: dict[str, Any
             yield f"{service}: no {probe}"
     if "requests" not in (container.get("resources") or {}):
         yield f"{service}: no resource requests"
+
+
+def migration(service: str, deployment: dict[str, Any], container: dict[str, Any]) -> Iterable[str]:
+    """A service with tables migrates in an initContainer: its own command, image, settings and
+    restrictions (compose runs the same command before uvicorn)."""
+    if service not in SERVICES_WITH_TABLES:
+        return
+    command = ["python", "-m", "relayshop_platform.migrate", service]
+    init = [
+        candidate
+        for candidate in deployment["spec"]["template"]["spec"].get("initContainers") or []
+        if candidate.get("command") == command
+    ]
+    if not init:
+        yield f"{service}: no initContainer runs {' '.join(command)}"
+        return
+    for key in ("image", "envFrom", "securityContext"):
+        if init[0].get(key) != container.get(key):
+            yield f"{service}: the migrate initContainer's {key} differs from the service's"
 
 
 # ---------------------------------------------------------------- main
@@ -427,14 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         "--dockerfile",
         type=Path,
         action="append",
-        help="Dockerfile to check; repeat (default: services/*/Dockerfile)",
+        help="Dockerfile to check; repeat (default: the one at the repository root)",
     )
     parser.add_argument(
         "--k8s", type=Path, default=ROOT / "deploy" / "k8s", help="manifests directory"
     )
     args = parser.parse_args(argv)
     compose = args.compose or [ROOT / "docker-compose.yml", ROOT / "compose.override.yml"]
-    docker = args.dockerfile or sorted(ROOT.glob("services/*/Dockerfile"))
+    docker = args.dockerfile or [ROOT / "Dockerfile"]
 
     results: list[Result] = []
     for check in (

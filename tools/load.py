@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 from relayshop_platform.devstack import make_stack
+from relayshop_platform.tracing import describe_sampling
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -72,10 +73,13 @@ def is_ready(url: str) -> bool:
 def gateway(opts: argparse.Namespace) -> Iterator[str]:
     """The running stack's gateway URL, or the gateway of a stack started for this run."""
     if is_ready(opts.host):
-        print(f"load: using the running stack at {opts.host}", flush=True)
+        print(
+            f"load: using the running stack at {opts.host} (tracing: its own setting)", flush=True
+        )
         yield opts.host
         return
     print(f"load: nothing ready at {opts.host}; starting a stack in var/load-stack", flush=True)
+    print(f"load: tracing: {describe_sampling(os.environ)}", flush=True)
     data_dir = ROOT / "var" / "load-stack"
     shutil.rmtree(data_dir, ignore_errors=True)  # every run starts from the seeded demo data
     stacks = make_stack(data_dir, env={"RELAYSHOP_ACCESS_TOKEN_TTL_SECONDS": opts.token_ttl})

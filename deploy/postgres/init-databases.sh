@@ -9,8 +9,9 @@
 #   - no service connects as the superuser; each role is NOSUPERUSER NOCREATEDB NOCREATEROLE;
 #   - REVOKE CONNECT from PUBLIC, so the orders role cannot even open the payments database
 #     (a leaked orders password exposes orders' data only);
-#   - each role owns its database and its public schema, because the services create their own
-#     tables at start today (and will run their own Alembic migrations later).
+#   - each role owns its database and its public schema, because each service creates and alters
+#     its own tables: its Alembic migrations (`python -m relayshop_platform.migrate <name>`) run as
+#     that role before the service starts (the compose command; an initContainer in Kubernetes).
 # The gateway keeps no data, so it gets no database.
 set -eu
 

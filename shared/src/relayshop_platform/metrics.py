@@ -11,14 +11,23 @@
 never the raw path: ids in label values would make a new time series per order. Nothing here
 ever holds a token, a user id or any other value a client chose.
 
-The endpoint answers on the service's own port. Scrape the services on the internal network; at
-the edge, keep ``/metrics`` of the gateway away from the public (a proxy rule or a network policy).
+The endpoint answers on the service's own port, and only to a scraper: a client whose address is
+in ``RELAYSHOP_METRICS_ALLOWED_NETWORKS`` (default: loopback and the private ranges, where
+Prometheus scrapes pod IPs in a cluster), reaching the service directly. Everyone else gets the
+same 404 as for a path that does not exist, so the gateway's public port does not hand out traffic
+figures. A request that carries ``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` came through a
+proxy, such as the ingress controller in front of the gateway: the peer address is then the
+proxy's own private one and says nothing about the real client, so it is refused too. Prometheus
+scrapes pods directly and never sends those headers.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from ipaddress import IPv6Address, ip_address
+
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException
 
 REQUESTS = Counter(
     "relayshop_http_requests_total",
@@ -51,11 +60,29 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     LATENCY.labels(method, route).observe(seconds)
 
 
+def may_scrape(request: Request) -> bool:
+    """True for a direct request from an allowed network (see the module doc)."""
+    if "forwarded" in request.headers or "x-forwarded-for" in request.headers:
+        return False
+    settings = getattr(request.app.state, "settings", None)  # set by create_service_app
+    if settings is None or request.client is None:
+        return False  # fail closed: no settings to check against, or no peer address at all
+    try:
+        address = ip_address(request.client.host)
+    except ValueError:  # not an IP address (a Unix socket, a test client's made-up name)
+        return False
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.1.2.3 from a dual-stack socket is 10.1.2.3
+    return any(address in network for network in settings.metrics_allowed_networks)
+
+
 def metrics_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not may_scrape(request):
+            raise HTTPException(404)  # exactly what an unknown path answers
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -7,9 +7,10 @@
 Each service that owns tables keeps its environment in ``src/<name>_service/migrations/``:
 ``env.py`` (three lines: its own tables, handed to run_env below), ``script.py.mako`` and
 ``versions/``. The embedded default (``make run``, the tests) upgrades at start: create_service_app
-calls run_migrations(engine, "orders_service:migrations"). Under compose a one-shot
-``<name>-migrate`` container runs this module before the service starts, so a schema change never
-races the service's first request; the service's own upgrade at start is then a no-op.
+calls run_migrations(engine, "orders_service:migrations"). Under compose each service's command
+runs this module first (``python -m relayshop_platform.migrate orders && exec uvicorn ...``) and
+on Kubernetes an initContainer does, so a schema change never races the service's first request;
+the service's own upgrade at start is then a no-op.
 
 Why these choices:
 - Alembic is synchronous and our engines are async: the upgrade runs inside

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRET_MARKER = "demo"
@@ -67,6 +67,12 @@ class PlatformSettings(BaseSettings):
     # "json": one JSON object per line with trace_id and span_id; "text": the same, for humans.
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Who may read /metrics (metrics.py): loopback, plus the private ranges (RFC 1918) where
+    # Prometheus scrapes pod IPs inside a cluster. Anyone else gets 404. JSON list of CIDRs.
+    metrics_allowed_networks: list[IPvAnyNetwork] = Field(
+        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        validate_default=True,
+    )
 
     @property
     def effective_database_url(self) -> str:

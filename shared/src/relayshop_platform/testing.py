@@ -1,6 +1,7 @@
 """Helpers for tests: a throwaway RSA signing key, a JWKS for it, and tokens minted with it.
 
 Never used by a running service. Lets a test make exactly the token it wants to attack with.
+Caller turns such tokens into request headers; wait_ready waits for an in-process app.
 """
 
 from __future__ import annotations
@@ -8,11 +9,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from .security import SERVICE_TOKEN_HEADER
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 DEFAULT_ISSUER = "http://localhost:8000/auth"
 DEFAULT_AUDIENCE = "relayshop"
@@ -78,3 +84,29 @@ class _Drop:
 
 _DROP = _Drop()
 DROP: Any = _DROP  # pass as a claim value to leave that claim out
+
+
+class Caller:
+    """Headers for a user token, optionally with a calling service's token beside it."""
+
+    def __init__(self, key: TestKey) -> None:
+        self.key = key
+
+    def user(self, *roles: str, sub: str = "alice-id", via: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key.mint(roles=list(roles), sub=sub)}"}
+        if via is not None:  # the way a neighbour service calls: the user's token plus its own
+            headers[SERVICE_TOKEN_HEADER] = self.key.service_token(via)
+        return headers
+
+
+def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
+    """The revocation mirror and the JWKS load in the background: poll until /readyz says so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return
+        if time.monotonic() > deadline:
+            title = getattr(client.app, "title", "the service")  # "relayshop orders"
+            raise AssertionError(f"{title} never became ready: {response.text}")
+        time.sleep(0.05)

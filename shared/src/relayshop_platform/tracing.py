@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -35,9 +35,11 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resourc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("relayshop.tracing")
 # Spans reach the file this soon after they end (the SDK's default is 5 s): `make demo` prints a
@@ -48,6 +50,20 @@ _configured = False
 
 def tracing_enabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
+def describe_sampling(environ: Mapping[str, str]) -> str:
+    """Which spans a process with this environment records, in words: tracing costs CPU, so a
+    benchmark says which setting it measured."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "off (OTEL_SDK_DISABLED=true)"
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip()
+    if not sampler:
+        return "every request (OTEL_TRACES_SAMPLER unset: parentbased_always_on, the default)"
+    argument = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    return f"OTEL_TRACES_SAMPLER={sampler}" + (
+        f" OTEL_TRACES_SAMPLER_ARG={argument}" if argument else ""
+    )
 
 
 def setup_tracing(settings: PlatformSettings) -> None:

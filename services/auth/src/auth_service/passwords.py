@@ -11,12 +11,35 @@ user" takes as long as "wrong password" and the timing does not reveal which use
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import secrets
+import sys
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 MAX_PASSWORD_LENGTH = 1024  # refused before hashing: a 1 MB "password" must cost us nothing
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number (malloc.h)
+
+
+def _give_hash_memory_back() -> None:
+    """Make each hash's 19 MiB go back to the system when the hash is done.
+
+    glibc serves a block that big with mmap(), but after the first free() it raises its mmap
+    threshold to that size (the "dynamic threshold"), so every later hash takes its block from
+    the worker thread's heap, and each worker thread keeps 19 MiB for good: measured, 20 MB more
+    resident memory after one sign-in, up to 19 MiB per thread under load. A fixed threshold
+    keeps big blocks on mmap(). No effect (and no need) on other C libraries.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
+_give_hash_memory_back()
 
 _hasher = PasswordHash((Argon2Hasher(memory_cost=19 * 1024, time_cost=2, parallelism=1),))
 

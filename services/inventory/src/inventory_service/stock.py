@@ -167,8 +167,11 @@ async def commit(session: AsyncSession, reservation: Reservation) -> Reservation
         .values(status=COMMITTED),
     )
     await session.commit()
-    await session.refresh(reservation)
-    if committed or reservation.status == COMMITTED:
+    if committed:
+        reservation.status = COMMITTED  # what we just wrote: no SELECT to read it back
+        return reservation
+    await session.refresh(reservation)  # not by us: see why
+    if reservation.status == COMMITTED:
         return reservation
     if reservation.status == RELEASED:
         raise Conflict("The reservation was released; it can no longer be committed.")

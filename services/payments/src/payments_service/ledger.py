@@ -70,7 +70,7 @@ async def charge_once(
 
 
 async def _move(session: AsyncSession, payment: Payment, to: PaymentStatus) -> bool:
-    """CAPTURED -> ``to`` if nobody else moved it first; reloads the payment either way."""
+    """CAPTURED -> ``to`` if nobody else moved it first; ``payment`` then shows its status."""
     result = await session.exec(
         update(Payment)
         .where(col(Payment.id) == payment.id, col(Payment.status) == CAPTURED)
@@ -78,8 +78,12 @@ async def _move(session: AsyncSession, payment: Payment, to: PaymentStatus) -> b
         .execution_options(synchronize_session=False)
     )
     await session.commit()
-    await session.refresh(payment)
-    return result.rowcount == 1
+    moved = result.rowcount == 1
+    if moved:
+        payment.status = to  # what we just wrote: no SELECT to read it back
+    else:
+        await session.refresh(payment)  # someone else moved it first: see to what
+    return moved
 
 
 async def void(session: AsyncSession, provider: SimulatedProvider, payment: Payment) -> None:

@@ -222,10 +222,11 @@ async def _replay(
                 "An order with this Idempotency-Key is still being placed; retry shortly.",
                 order_id=order.id,
             )
-        await asyncio.sleep(0.05)
-        # End our read transaction (nothing to write; commit keeps the loaded objects usable)
-        # so that the next read sees the other request's commit.
+        # End our read transaction first (nothing to write; commit keeps the loaded objects
+        # usable): the next read then sees the other request's commit, and we hold no pooled
+        # connection while we wait, so the request we wait for can always get one to finish.
         await session.commit()
+        await asyncio.sleep(0.05)
         reloaded = await session.get(Order, order.id, populate_existing=True)
         if reloaded is None:
             raise _not_found()
