@@ -4,7 +4,10 @@
     ├── TokenError                    401 + WWW-Authenticate: Bearer (RFC 6750 section 3)
     │   ├── MissingToken              no error= attribute, as RFC 6750 section 3.1 asks
     │   └── InvalidToken              error="invalid_token", reason kept for traces and metrics
+    ├── BadRequest                    400 (a request no route should see: control characters, ...)
     ├── InsufficientScope             403 + WWW-Authenticate: Bearer error="insufficient_scope"
+    ├── ContentTooLarge               413 (body over the limit)
+    ├── HeaderFieldsTooLarge          431 (header section over the limit, RFC 6585 section 5)
     ├── NotFound                      404 (also what a stranger gets for someone else's object)
     ├── Conflict                      409
     ├── PaymentRequired               402
@@ -13,7 +16,9 @@
         ├── UpstreamUnavailable
         └── UpstreamTimeout
 
-Non-OAuth errors are RFC 9457 problem details (application/problem+json). A stack trace never
+Non-OAuth errors are RFC 9457 problem details (application/problem+json), built by one function
+(``problem_body``) whether FastAPI answers (``problem``) or a plain ASGI layer does
+(``send_problem``, for the gateway's proxy path and the request limits). A stack trace never
 leaves the process. The OpenAPI document says so too (``document_problems``): every error answer
 an operation declares is a ``Problem``, not FastAPI's default ``HTTPValidationError`` JSON, so a
 client generated from the schema, or a schema fuzzer, reads the real shape.
@@ -30,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Send
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("relayshop.errors")
@@ -97,6 +103,21 @@ class InsufficientScope(RelayshopError):
         }
 
 
+class BadRequest(RelayshopError):
+    status = 400
+    title = "Bad Request"
+
+
+class ContentTooLarge(RelayshopError):
+    status = 413
+    title = "Content Too Large"
+
+
+class HeaderFieldsTooLarge(RelayshopError):
+    status = 431
+    title = "Request Header Fields Too Large"
+
+
 class NotFound(RelayshopError):
     status = 404
     title = "Not Found"
@@ -131,6 +152,11 @@ class UpstreamTimeout(UpstreamError):
     title = "Gateway Timeout"
 
 
+def problem_body(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 9457 members. Extension members (section 3.2) never override the standard ones."""
+    return {**extra, "type": "about:blank", "title": title, "status": status, "detail": detail}
+
+
 def problem(
     status: int,
     title: str,
@@ -139,9 +165,28 @@ def problem(
     **extra: Any,
 ) -> JSONResponse:
     """An RFC 9457 problem details response."""
-    # Extension members (RFC 9457 section 3.2) never override the standard ones.
-    body = {**extra, "type": "about:blank", "title": title, "status": status, "detail": detail}
+    body = problem_body(status, title, detail, **extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def send_problem(send: Send, exc: RelayshopError, *, close: bool = False) -> None:
+    """The same answer as the FastAPI handler gives ``exc``, written straight to ASGI (for layers
+    that run without the framework). ``close`` ends the connection: the rest of an oversized
+    request is not worth reading."""
+    body = json.dumps(problem_body(exc.status, exc.title, exc.detail, **exc.extra)).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers.extend(
+        (name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
+        for name, value in exc.headers().items()
+    )
+    if close:
+        headers.append((b"connection", b"close"))
+    start: Message = {"type": "http.response.start", "status": exc.status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -20,14 +20,13 @@ refused here, once, for every path parameter of every route.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PROBLEM_JSON
+from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, send_problem
 
 # The whole header section (names + values). 16 KiB is what h11 and many proxies allow, twice an
 # access token at the verifier's 8 KiB cap plus ordinary headers.
@@ -54,24 +53,6 @@ def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def send_problem(send: Send, status: int, title: str, detail: str) -> None:
-    """A minimal RFC 9457 problem document, written straight to ASGI (no framework involved)."""
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", PROBLEM_JSON.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),  # the rest of an oversized request is not worth reading
-        ],
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
-
-
 class RequestLimits:
     """Plain ASGI middleware: 431 for an oversized header section, 413 for an oversized body."""
 
@@ -91,26 +72,18 @@ class RequestLimits:
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if header_section_too_large(headers, self.max_header_bytes):
-            await send_problem(
-                send,
-                431,
-                "Request Header Fields Too Large",
-                f"The request's headers exceed {self.max_header_bytes} bytes.",
-            )
+            limit = self.max_header_bytes
+            detail = f"The request's headers exceed {limit} bytes."
+            await send_problem(send, HeaderFieldsTooLarge(detail), close=True)
             return
         if _CONTROL_CHARACTERS.search(scope["path"]):
-            await send_problem(
-                send, 400, "Bad Request", "The path must not contain control characters."
-            )
+            detail = "The path must not contain control characters."
+            await send_problem(send, BadRequest(detail), close=True)
             return
         declared = content_length(headers)
         if declared is not None and declared > self.max_body_bytes:
-            await send_problem(
-                send,
-                413,
-                "Content Too Large",
-                f"The request body is larger than {self.max_body_bytes} bytes.",
-            )
+            detail = f"The request body is larger than {self.max_body_bytes} bytes."
+            await send_problem(send, ContentTooLarge(detail), close=True)
             return
         await self.app(scope, self._counting(receive), send)
 

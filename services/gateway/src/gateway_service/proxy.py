@@ -22,14 +22,12 @@ still percent-encoded path and the query string go upstream byte for byte.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -37,13 +35,16 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.propagate import extract, inject
 from relayshop_platform.errors import (
-    PROBLEM_JSON,
+    BadRequest,
+    ContentTooLarge,
+    HeaderFieldsTooLarge,
     InsufficientScope,
     MissingToken,
     NotFound,
     RelayshopError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    send_problem,
 )
 from relayshop_platform.limits import MAX_HEADER_BYTES, header_section_too_large
 from relayshop_platform.logs import log_request
@@ -51,7 +52,7 @@ from relayshop_platform.metrics import observe_request
 from relayshop_platform.security import record_allow, record_refusal
 from relayshop_platform.tokens import Principal
 from starlette.datastructures import State
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from .config import GatewaySettings
@@ -63,21 +64,6 @@ tracer = trace.get_tracer("relayshop.gateway")
 
 # Upstream bodies up to this size are read whole and sent in one ASGI message; larger ones stream.
 _SMALL_BODY = 64 * 1024
-
-
-class BadRequest(RelayshopError):
-    status = 400
-    title = "Bad Request"
-
-
-class ContentTooLarge(RelayshopError):
-    status = 413
-    title = "Content Too Large"
-
-
-class HeaderFieldsTooLarge(RelayshopError):
-    status = 431  # RFC 6585 section 5
-    title = "Request Header Fields Too Large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,26 +323,3 @@ def _upstream_error(upstream: Upstream, body: _Body | None, exc: Exception) -> R
     if isinstance(exc, aiohttp.ClientError | OSError):
         return UpstreamUnavailable(f"The {upstream.name} service is unavailable.")
     return UpstreamUnavailable(f"The call to the {upstream.name} service failed.")
-
-
-async def send_problem(send: Send, exc: RelayshopError) -> None:
-    """The same RFC 9457 body as relayshop_platform.errors.problem, written straight to ASGI."""
-    payload: dict[str, Any] = {
-        "type": "about:blank",
-        "title": exc.title,
-        "status": exc.status,
-        "detail": exc.detail,
-        **exc.extra,
-    }
-    body = json.dumps(payload).encode()
-    headers = [
-        (b"content-type", PROBLEM_JSON.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers.extend(
-        (name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
-        for name, value in exc.headers().items()
-    )
-    start: Message = {"type": "http.response.start", "status": exc.status, "headers": headers}
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
