@@ -19,15 +19,12 @@ Logs and metrics stay on in every stack: only tracing differs.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 
+from bench import Load, Result, run_load  # the one load generator, tools/bench.py
 from relayshop_platform.devstack import Client, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,78 +39,9 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
-@dataclass
-class Result:
-    count: int = 0
-    errors: int = 0
-    elapsed: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-
-    def add(self, other: Result) -> None:
-        self.count += other.count
-        self.errors += other.errors
-        self.elapsed += other.elapsed
-        self.latencies_ms += other.latencies_ms
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.elapsed if self.elapsed else 0.0
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms) or [float("nan")]
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def _drive(url: str, token: str, connections: int, seconds: float) -> Result:
-    import aiohttp
-
-    result = Result()
-    headers = {"Authorization": f"Bearer {token}"}
-    connector = aiohttp.TCPConnector(limit=connections)
-
-    async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                async with session.get(url, headers=headers) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            result.count += 1
-            result.errors += not ok
-
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        deadline = started + seconds
-        await asyncio.gather(*(worker(session, deadline) for _ in range(connections)))
-        result.elapsed = time.perf_counter() - started
-    return result
-
-
-def _child(url: str, token: str, connections: int, seconds: float, pipe: Connection) -> None:
-    try:
-        import uvloop
-
-        pipe.send(uvloop.run(_drive(url, token, connections, seconds)))
-    except ImportError:
-        pipe.send(asyncio.run(_drive(url, token, connections, seconds)))
-    pipe.close()
-
-
 def load(url: str, token: str, connections: int, seconds: float) -> Result:
-    """One round from a forked child process: the generator never shares our interpreter."""
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_child, args=(url, token, connections, seconds, sender), daemon=True
-    )
-    process.start()
-    sender.close()
-    result: Result = receiver.recv()
-    process.join(10)
-    return result
+    """One round of GETs from bench.py's load generator (a forked child process)."""
+    return run_load(Load("GET", url, (token,), 200, connections, seconds))
 
 
 def span_lines(stack: Stack) -> int:
