@@ -129,15 +129,17 @@ def test_key_admin_needs_the_admin_role(api) -> None:
 
 
 def test_rotated_key_leaves_the_jwks_after_token_lifetime(monkeypatch, make_api) -> None:
-    monkeypatch.setenv("RELAYSHOP_ACCESS_TOKEN_TTL_SECONDS", "1")
-    monkeypatch.setenv("RELAYSHOP_LEEWAY_SECONDS", "0")
+    # iat is whole seconds: a 1 s token issued late in a second may live only milliseconds, so
+    # the admin token gets 2 s + 1 s leeway to make the rotate call; the grace is then 3 s.
+    monkeypatch.setenv("RELAYSHOP_ACCESS_TOKEN_TTL_SECONDS", "2")
+    monkeypatch.setenv("RELAYSHOP_LEEWAY_SECONDS", "1")
     api = make_api()
     admin = api.login("admin")["access_token"]
     old_kid = api.kids()[0]
     new_kid = rotate(api, admin)["current_kid"]
     assert old_kid in api.kids()
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 8
     while old_kid in api.kids():
         assert time.monotonic() < deadline, "the old key stayed published past its grace"
         time.sleep(0.1)
