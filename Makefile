@@ -4,6 +4,11 @@ UV := $(shell sh scripts/uv.sh)
 # Never download an interpreter: use the machine's Python >= 3.11.
 export UV_PYTHON_DOWNLOADS := never
 VENV := .venv/bin
+# Bytecode goes to var/pycache, never next to the sources, and is written even where the
+# environment says PYTHONDONTWRITEBYTECODE=1 (as on CI): each of the many processes that `make
+# run`, the tests and the benchmarks start then skips compiling every module from source (seconds).
+export PYTHONPYCACHEPREFIX := $(CURDIR)/var/pycache
+export PYTHONDONTWRITEBYTECODE :=
 RELAYSHOP_DATA_DIR ?= var
 # Ports of `make run` (CONTRACT.md section 1); each is also a setting of its own.
 RELAYSHOP_GATEWAY_PORT ?= 8000

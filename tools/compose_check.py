@@ -8,8 +8,9 @@ vendored schema), the one Dockerfile (at the root, shared by all five services) 
 Kubernetes manifests built with kustomize (when installed) and validated with kubernetes-validate,
 and a parity check: every service, setting, port and build argument in compose and in the
 manifests must match what the services really read, and each service with tables must migrate
-before it starts. Settings are read from the code itself (each service's pydantic-settings class),
-so a setting renamed in code but not in a deployment file fails here, not in production.
+before it starts, and then not again in the serving process (RELAYSHOP_MIGRATE_ON_START=false).
+Settings are read from the code itself (each service's pydantic-settings class), so a setting
+renamed in code but not in a deployment file fails here, not in production.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE"}
 PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
 K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
 _REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+# Where a separate step migrates first, the service must not load Alembic again (settings.py).
+MIGRATE_ON_START = "RELAYSHOP_MIGRATE_ON_START"
+_FALSE = {"false", "0", "no", "off", "f", "n"}  # pydantic's words for False
 
 
 @dataclass
@@ -249,6 +253,8 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
             migrate = f"python -m relayshop_platform.migrate {name} &&"
             if name in SERVICES_WITH_TABLES and migrate not in " ".join(map(str, command)):
                 problems.append(f"{where}: the command does not start with `{migrate}`")
+            if name in SERVICES_WITH_TABLES and env.get(MIGRATE_ON_START, "").lower() not in _FALSE:
+                problems.append(f"{where}: {MIGRATE_ON_START} must be false (the command migrates)")
             if settings.port != SERVICES[name]:
                 problems.append(f"{name}: settings port {settings.port} != {SERVICES[name]}")
             for key in sorted(settings.required | settings.secrets):
@@ -439,6 +445,9 @@ def migration(service: str, deployment: dict[str, Any], container: dict[str, Any
     for key in ("image", "envFrom", "securityContext"):
         if init[0].get(key) != container.get(key):
             yield f"{service}: the migrate initContainer's {key} differs from the service's"
+    env = {item["name"]: str(item.get("value", "")) for item in container.get("env") or []}
+    if env.get(MIGRATE_ON_START, "").lower() not in _FALSE:
+        yield f"{service}: {MIGRATE_ON_START} must be false (the initContainer migrates)"
 
 
 # ---------------------------------------------------------------- main

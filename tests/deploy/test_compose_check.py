@@ -201,6 +201,22 @@ def test_parity_fails_when_compose_skips_migrations(
     assert any("inventory: the command does not start" in line for line in failures), failures
 
 
+def test_parity_fails_when_a_migrated_service_would_migrate_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command migrates first; without the setting, Alembic would also load in uvicorn.
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        '      RELAYSHOP_MIGRATE_ON_START: "false"  # the command\'s first step migrated\n',
+        "",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("auth: RELAYSHOP_MIGRATE_ON_START must be false" in line for line in failures), (
+        failures
+    )
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
@@ -213,6 +229,11 @@ def test_parity_fails_when_compose_skips_migrations(
             "          image: relayshop-orders:0.1.0\n          command:",
             "          image: relayshop-orders:0.0.9\n          command:",
             "orders: the migrate initContainer's image differs",
+        ),
+        (
+            '- name: RELAYSHOP_MIGRATE_ON_START\n              value: "false"',
+            '- name: RELAYSHOP_MIGRATE_ON_START\n              value: "true"',
+            "orders: RELAYSHOP_MIGRATE_ON_START must be false (the initContainer migrates)",
         ),
     ],
 )

@@ -141,6 +141,11 @@ def test_place_order_is_one_trace_with_the_real_call_chain(
     for span in (gateway, orders, reserve, charge, commit):
         assert span["attributes"]["enduser.id"] == alice_sub
         assert span["attributes"]["enduser.role"] == "customer"
+    # Each SQL statement has a span under its request's SERVER span; a pool checkout has none.
+    statements = [span for span in spans if "db.statement" in span["attributes"]]
+    assert {"inventory", "payments", "orders"} <= {span["service"] for span in statements}
+    assert any(span["parent_id"] == reserve["span_id"] for span in statements)
+    assert not [span for span in spans if span["name"] == "connect"]
 
     # `make trace ID=...` is this script: it prints the same tree.
     printed = subprocess.run(

@@ -198,15 +198,41 @@ async def test_forward_injects_trace_context_of_x_trace_id(client, fakes, test_k
     assert traceparent[0].split("-")[1] == trace_id
 
 
-async def test_forward_continues_the_clients_trace(client, fakes, test_key) -> None:
-    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"  # sampled: "trace this, please"
+
+
+async def test_forward_starts_a_new_trace_whatever_the_client_sent(client, fakes, test_key) -> None:
     response = await client.get(
         "/api/payments/p-1",
-        headers={**auth(test_key.mint()), "traceparent": f"00-{client_trace}-00f067aa0ba902b7-01"},
+        headers={**auth(test_key.mint()), "traceparent": CLIENT_PARENT, "tracestate": "a=b"},
     )
-    assert response.headers["x-trace-id"] == client_trace
+    trace_id = response.headers["x-trace-id"]
+    assert TRACE_ID.match(trace_id) and trace_id != CLIENT_TRACE
+    upstream = fakes.payments.requests[0]
+    assert [value.split("-")[1] for value in upstream.header_all("traceparent")] == [trace_id]
+    assert upstream.header_all("tracestate") == []
+
+
+async def test_gateway_routes_start_a_new_trace_too(client, fakes, test_key) -> None:
+    response = await client.get(
+        "/api/orders/o-1/summary", headers={**auth(test_key.mint()), "traceparent": CLIENT_PARENT}
+    )
+    assert TRACE_ID.match(response.headers["x-trace-id"])
+    assert response.headers["x-trace-id"] != CLIENT_TRACE
+
+
+async def test_forward_continues_the_clients_trace_when_trusted(
+    start_gateway, fakes, test_key
+) -> None:
+    gateway = await start_gateway(RELAYSHOP_TRUST_CLIENT_TRACE_CONTEXT="true")
+    async with gateway.client() as client:
+        response = await client.get(
+            "/api/payments/p-1", headers={**auth(test_key.mint()), "traceparent": CLIENT_PARENT}
+        )
+    assert response.headers["x-trace-id"] == CLIENT_TRACE
     upstream = fakes.payments.requests[0].header_all("traceparent")
-    assert upstream[0].split("-")[1] == client_trace
+    assert upstream[0].split("-")[1] == CLIENT_TRACE
     assert (
         upstream[0].split("-")[2] != "00f067aa0ba902b7"
     )  # the gateway's own span, not the client's

@@ -109,6 +109,28 @@ def test_reserve_same_order_id_twice_returns_existing_200(
     assert stock_of(client, caller, "KB-001") == 98
 
 
+def test_reserve_repeat_after_stock_ran_out_returns_existing_200(
+    client: TestClient, caller: Caller
+) -> None:
+    first = reserve(client, caller, "o-1", [{"sku": "MN-003", "quantity": 50}])
+    assert first.status_code == 201 and stock_of(client, caller, "MN-003") == 0
+    again = reserve(client, caller, "o-1", [{"sku": "MN-003", "quantity": 50}])
+    assert again.status_code == 200  # the same reservation, not "not enough stock"
+    assert again.json() == first.json()
+    assert stock_of(client, caller, "MN-003") == 0
+
+
+def test_reserve_repeat_gives_back_the_stock_it_took_on_the_way(
+    client: TestClient, caller: Caller
+) -> None:
+    items = [{"sku": "KB-001", "quantity": 2}, {"sku": "CB-005", "quantity": 1}]
+    assert reserve(client, caller, "o-1", items).status_code == 201
+    for _ in range(3):
+        assert reserve(client, caller, "o-1", items).status_code == 200
+    assert stock_of(client, caller, "KB-001") == 98
+    assert stock_of(client, caller, "CB-005") == 499
+
+
 def test_reserve_someone_elses_order_id_is_409(client: TestClient, caller: Caller) -> None:
     reserve(client, caller, "o-1", [{"sku": "KB-001", "quantity": 1}], sub="alice-id")
     response = reserve(client, caller, "o-1", [{"sku": "KB-001", "quantity": 1}], sub="bob-id")
@@ -188,6 +210,23 @@ def test_commit_held_is_committed_and_idempotent(client: TestClient, caller: Cal
     assert (first.status_code, again.status_code) == (200, 200)
     assert first.json()["status"] == again.json()["status"] == "COMMITTED"
     assert stock_of(client, caller, "KB-001") == 99
+
+
+def test_commit_by_stranger_is_404_and_keeps_it_held(client: TestClient, caller: Caller) -> None:
+    reserve(client, caller, "o-1", [{"sku": "KB-001", "quantity": 1}], sub="alice-id")
+    stranger = caller.user("customer", sub="bob-id", via="payments")
+    assert client.post(f"{RESERVATIONS}/o-1/commit", headers=stranger).status_code == 404
+    admin = caller.user("admin", via="orders")
+    assert client.get(f"{RESERVATIONS}/o-1", headers=admin).json()["status"] == "HELD"
+
+
+def test_commit_by_admin_commits_anyones(client: TestClient, caller: Caller) -> None:
+    reserve(client, caller, "o-1", [{"sku": "KB-001", "quantity": 1}], sub="alice-id")
+    admin = caller.user("admin", sub="admin-id", via="payments")
+    response = client.post(f"{RESERVATIONS}/o-1/commit", headers=admin)
+    assert response.status_code == 200
+    assert response.json()["status"] == "COMMITTED"
+    assert response.json()["items"][0]["sku"] == "KB-001"
 
 
 def test_commit_unknown_order_is_404(client: TestClient, caller: Caller) -> None:

@@ -45,6 +45,10 @@ def create_engine(url: str) -> AsyncEngine:
             # also be opened and closed per request: a new aiosqlite thread and the PRAGMAs each.)
             # Measured with `make bench` (place order): p99 583 -> 364 ms, CPU per order -10 %.
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0)
+        # The pool rolls back every connection it takes back, even after a COMMIT; each call to
+        # aiosqlite is a hop to its thread and back. _rollback_if_needed (below) only does it
+        # when a transaction is open: measured, a third fewer hops for a reserve + commit.
+        kwargs["pool_reset_on_return"] = None
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
@@ -61,6 +65,13 @@ def create_engine(url: str) -> AsyncEngine:
             # the process) may forget the last commits. FULL would fsync on every commit.
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _rollback_if_needed(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+            # The pool's own reset, kept for what it is for: a connection never goes back to the
+            # pool inside a transaction, whatever the session did (or failed to do) with it.
+            if dbapi_connection.driver_connection.in_transaction:
+                dbapi_connection.rollback()
 
     return engine
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ import redis
 from .embedded_redis import redis_args
 
 SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
+SERVICES_WITH_DATA = ("auth", "orders", "payments", "inventory")
 
 
 def free_port() -> int:
@@ -163,11 +165,20 @@ class Stack:
             "--port",
             str(port),
             "--no-access-log",
+            "--ws",  # no service speaks WebSocket: uvicorn need not load the websockets library
+            "none",
             "--timeout-graceful-shutdown",
             "5",
             "--no-proxy-headers",
         ]
-        self._spawn(label, command, self.env(service))
+        env = self.env(service)
+        if service in SERVICES_WITH_DATA:
+            # As `make run`, compose and the k8s initContainers do: a short-lived process upgrades
+            # the schema, then uvicorn serves without ever importing Alembic (migrate_on_start).
+            migrate = shlex.join([sys.executable, "-m", "relayshop_platform.migrate", service])
+            command = ["sh", "-c", f'{migrate} && exec "$@"', "sh", *command]
+            env = {"RELAYSHOP_MIGRATE_ON_START": "false", **env}  # a test's env may say otherwise
+        self._spawn(label, command, env)
 
     def _spawn(self, label: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.data_dir / f"{label}.log", "ab")
@@ -245,7 +256,6 @@ class Stack:
 
 # -- for test suites: the stack on the embedded default, or on CI's PostgreSQL and Redis ------
 
-SERVICES_WITH_DATA = ("auth", "orders", "payments", "inventory")
 PASSWORDS = {
     "alice": "alice-password",
     "bob": "bob-password",

@@ -56,7 +56,9 @@ class JWKSCache:
             await self.refresh(force=True)
             if not self._keys:
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # At most a second apart: a service started before auth (make run starts them
+                # together) is ready within a second of auth, and one request a second is no load.
+                delay = min(delay * 2, 1.0)
 
     async def get(self, kid: str) -> Any | None:
         """The key object for ``kid``, refetching once if unknown; None if still unknown."""

@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic: one environment per service, run at start or as a command.
+"""Schema migrations with Alembic: one environment per service, run as a command before serving.
 
     python -m relayshop_platform.migrate orders                 # upgrade orders' database to head
     python -m relayshop_platform.migrate orders --revision "add a column"
@@ -6,11 +6,13 @@
 
 Each service that owns tables keeps its environment in ``src/<name>_service/migrations/``:
 ``env.py`` (three lines: its own tables, handed to run_env below), ``script.py.mako`` and
-``versions/``. The embedded default (``make run``, the tests) upgrades at start: create_service_app
-calls run_migrations(engine, "orders_service:migrations"). Under compose each service's command
-runs this module first (``python -m relayshop_platform.migrate orders && exec uvicorn ...``) and
-on Kubernetes an initContainer does, so a schema change never races the service's first request;
-the service's own upgrade at start is then a no-op.
+``versions/``. Wherever a service runs as its own process, this module runs first, as a short-lived
+process: ``python -m relayshop_platform.migrate orders && exec uvicorn ...`` in the Procfile of
+``make run``, in devstack's stacks and in compose's commands, an initContainer on Kubernetes. So a
+schema change never races the service's first request, and the service, started with
+``RELAYSHOP_MIGRATE_ON_START=false``, never imports Alembic (about 10 MB resident). Left at its
+default (true), create_service_app upgrades in the lifespan instead, calling
+run_migrations(engine, "orders_service:migrations"): an app built in-process by a test.
 
 Why these choices:
 - Alembic is synchronous and our engines are async: the upgrade runs inside
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import zlib
 from typing import Any, Literal
@@ -43,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
 from .db import create_engine
+from .logs import setup_logging
 from .settings import PlatformSettings
 
 SERVICES_WITH_TABLES = ("auth", "orders", "payments", "inventory")
@@ -144,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The same DATABASE_URL (or SQLite file under RELAYSHOP_DATA_DIR) the service itself uses.
     settings = PlatformSettings(service_name=args.service)
+    # This step writes to the service's own log (compose, devstack), so in the service's format.
+    setup_logging(settings)
     url = settings.effective_database_url
     asyncio.run(
         run_migrations(url, f"{args.service}_service:migrations", revision_message=args.revision)
     )
-    print(f"{args.service}: database schema is up to date", file=sys.stderr)
+    logging.getLogger("relayshop.migrate").info("database schema is up to date")
     return 0
 
 

@@ -117,10 +117,13 @@ def instrument_http_client(client: httpx.AsyncClient) -> None:
 
 
 def instrument_engine(engine: AsyncEngine | None) -> None:
-    """A span per SQL statement (the statement with its placeholders, never the values)."""
+    """A span per SQL statement (the statement with its placeholders, never the values), and
+    none per pool checkout."""
     if engine is None or not tracing_enabled():
         return
+    import sqlalchemy.engine.base
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.instrumentation.utils import unwrap
 
     instrumentor = SQLAlchemyInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
@@ -128,6 +131,10 @@ def instrument_engine(engine: AsyncEngine | None) -> None:
     # skip_dep_check: the instrumentation declares "sqlalchemy < 2.1" but its event hooks work on
     # 2.1 unchanged (shared/tests/test_tracing.py proves it on every run).
     instrumentor.instrument(engine=engine.sync_engine, skip_dep_check=True)
+    # instrument() also wraps every Engine.connect() in a "connect" span. In a pooled service that
+    # is a checkout of an open connection, not database work, and a span each made up a third of
+    # an order's spans and cost as much CPU as a statement's (tools/bench.py, "place order").
+    unwrap(sqlalchemy.engine.base.Engine, "connect")
 
 
 def current_trace_id() -> str | None:

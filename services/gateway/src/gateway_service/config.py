@@ -30,6 +30,10 @@ class GatewaySettings(PlatformSettings):
     upstream_keepalive_seconds: float = 4.0
     # How long GET /readyz waits for each upstream's /readyz.
     readiness_timeout_seconds: float = 2.0
+    # Continue a client's W3C trace context (traceparent, tracestate)? Off at the edge: every
+    # request starts its own trace here (main.GatewayASGI). Turn on only behind a proxy of yours
+    # that sets the header itself.
+    trust_client_trace_context: bool = False
 
     # The browser console's backend-for-frontend session (routes/bff.py, session.py).
     # How long a console session lives: keep it equal to auth's RELAYSHOP_REFRESH_TOKEN_TTL_SECONDS,

@@ -30,6 +30,8 @@ _SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
 # Probes the platform's tracing leaves untraced (tracing.instrument_app excludes them).
 _UNTRACED = frozenset({"/healthz", "/readyz"})
 _ids = RandomIdGenerator()
+# W3C Trace Context headers (the propagator is W3C only: tracing.setup_tracing).
+_TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
 
 
 def is_proxied(method: str, path: str) -> bool:
@@ -46,8 +48,21 @@ class GatewayASGI:
     def __init__(self, app: FastAPI, settings: GatewaySettings) -> None:
         self.app = app
         self.proxy: ASGIApp = RequestIdMiddleware(Proxy(settings, app.state))
+        self.trust_client_trace_context = settings.trust_client_trace_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.trust_client_trace_context:
+            # The edge is a trust boundary for trace context too (W3C Trace Context, "Security
+            # considerations"): a client's traceparent would choose the trace id and, with its
+            # sampled flag, whether every service pays to record the request, whatever sampling
+            # rate was configured. So each request starts a new trace here, sampled by our own
+            # setting; X-Trace-Id tells the client its id.
+            headers = scope["headers"]
+            if any(name in _TRACE_CONTEXT for name, _ in headers):
+                scope = {
+                    **scope,
+                    "headers": [(n, v) for n, v in headers if n not in _TRACE_CONTEXT],
+                }
         if scope["type"] == "http" and is_proxied(scope["method"], scope["path"]):
             await self.proxy(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] in _UNTRACED:

@@ -166,8 +166,9 @@ class Proxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         started = time.perf_counter()
-        # The client's trace context is continued, as the FastAPI instrumentation does for the
-        # gateway's own routes; X-Trace-Id (RequestIdMiddleware) reads this span's trace id.
+        # A trace context in the request (only when the gateway trusts its clients' one, see
+        # main.GatewayASGI) is continued, as the FastAPI instrumentation does for the gateway's
+        # own routes; X-Trace-Id (RequestIdMiddleware) reads this span's trace id.
         with tracer.start_as_current_span(
             f"proxy {method}",
             context=extract(scope, getter=asgi_getter),  # type: ignore[misc]

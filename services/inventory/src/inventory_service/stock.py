@@ -93,41 +93,50 @@ async def reserve(
     owner_sub: str,
     ttl_seconds: float,
 ) -> tuple[Reservation, bool]:
-    """Hold stock for every line, or for none. Returns (reservation, created)."""
-    existing = await session.get(Reservation, order_id)
-    if existing is not None:
-        return existing, False
+    """Hold stock for every line, or for none. Returns (reservation, created).
 
-    skus = [line.sku for line in lines]
-    products = {
-        p.sku: p for p in (await session.exec(select(Product).where(col(Product.sku).in_(skus))))
-    }
-    unknown = sorted(set(skus) - products.keys())
-    if unknown:
-        raise NotFound(f"Unknown sku: {', '.join(unknown)}.")
-
+    The common case is one statement per line plus the INSERT: each conditional UPDATE takes the
+    stock and, with RETURNING, reads the name and price in the same round trip. A repeated
+    order_id is caught by the INSERT's primary key, whose rollback gives the stock back; only the
+    failure paths read more, to say which sku is unknown or short.
+    """
     # Always update products in sku order: two reservations that share products then lock rows in
     # the same order and cannot deadlock each other on PostgreSQL.
+    taken: dict[str, tuple[str, int]] = {}
     short: list[str] = []
     for line in sorted(lines, key=lambda line: line.sku):
-        taken = await _applied(
-            session,
-            update(Product)
-            .where(col(Product.sku) == line.sku, col(Product.stock) >= line.quantity)
-            .values(stock=col(Product.stock) - line.quantity),
-        )
-        if not taken:
+        row = (
+            await session.exec(
+                update(Product)
+                .where(col(Product.sku) == line.sku, col(Product.stock) >= line.quantity)
+                .values(stock=col(Product.stock) - line.quantity)
+                .returning(col(Product.name), col(Product.price_cents))
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        if row is None:
             short.append(line.sku)
+        else:
+            taken[line.sku] = (row[0], row[1])
     if short:
         await session.rollback()  # all-or-nothing: give back what the other lines took
+        existing = await session.get(Reservation, order_id)
+        if existing is not None:  # a repeat, after the stock ran out: the same reservation
+            return existing, False
+        known = set(
+            (await session.exec(select(Product.sku).where(col(Product.sku).in_(short)))).all()
+        )
+        unknown = sorted(set(short) - known)
+        if unknown:
+            raise NotFound(f"Unknown sku: {', '.join(unknown)}.")
         raise Conflict(f"Not enough stock for: {', '.join(short)}.", skus=short)
 
     items: list[dict[str, Any]] = [
         {
             "sku": line.sku,
-            "name": products[line.sku].name,
+            "name": taken[line.sku][0],
             "quantity": line.quantity,
-            "price_cents": products[line.sku].price_cents,
+            "price_cents": taken[line.sku][1],
         }
         for line in lines
     ]
@@ -143,8 +152,9 @@ async def reserve(
     try:
         await session.commit()
     except IntegrityError:
-        # A concurrent request for the same order_id committed first. Our rollback undoes our
-        # stock updates too, so the order is reserved exactly once: answer with the winner's.
+        # This order_id is reserved already (a repeat, or a concurrent request that committed
+        # first). The rollback undoes our stock updates too, so the order is reserved exactly
+        # once: answer with the existing reservation.
         await session.rollback()
         winner = await session.get(Reservation, order_id)
         if winner is None:  # not a duplicate order_id after all: a real error
@@ -153,24 +163,33 @@ async def reserve(
     return reservation, True
 
 
-async def commit(session: AsyncSession, reservation: Reservation) -> Reservation:
-    """HELD -> COMMITTED (idempotent). A RELEASED or expired reservation cannot be committed:
-    its stock may already be sold to someone else."""
-    committed = await _applied(
-        session,
-        update(Reservation)
-        .where(
-            col(Reservation.order_id) == reservation.order_id,
-            col(Reservation.status) == HELD,
-            col(Reservation.expires_at) > utcnow(),
-        )
-        .values(status=COMMITTED),
+async def commit(session: AsyncSession, order_id: str, *, owner_sub: str | None) -> Reservation:
+    """HELD -> COMMITTED (idempotent), in one conditional UPDATE ... RETURNING. A RELEASED or
+    expired reservation cannot be committed: its stock may already be sold to someone else.
+
+    ``owner_sub`` limits the change to that owner's reservation (None: anyone's, for staff);
+    any other order id is a 404, exactly like an unknown one."""
+    held = (
+        col(Reservation.order_id) == order_id,
+        col(Reservation.status) == HELD,
+        col(Reservation.expires_at) > utcnow(),
     )
+    mine = () if owner_sub is None else (col(Reservation.owner_sub) == owner_sub,)
+    committed = (
+        await session.exec(
+            update(Reservation)
+            .where(*held, *mine)
+            .values(status=COMMITTED)
+            .returning(Reservation)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     await session.commit()
-    if committed:
-        reservation.status = COMMITTED  # what we just wrote: no SELECT to read it back
-        return reservation
-    await session.refresh(reservation)  # not by us: see why
+    if committed is not None:
+        return committed[0]
+    reservation = await session.get(Reservation, order_id)  # not committed by us: see why
+    if reservation is None or (owner_sub is not None and reservation.owner_sub != owner_sub):
+        raise NotFound(f"No reservation for order '{order_id}'.")
     if reservation.status == COMMITTED:
         return reservation
     if reservation.status == RELEASED:
