@@ -27,7 +27,7 @@ def async_url(url: str) -> str:
 
 
 # Connections per SQLite file database (see create_engine).
-SQLITE_POOL_SIZE = 4
+SQLITE_POOL_SIZE = 2
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -40,14 +40,16 @@ def create_engine(url: str) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             # SQLite runs one writer at a time, so more connections only add waiters in its busy
             # handler, which sleeps and polls (1, 2, 5, 10 ... ms) and shows up as p99 latency.
-            # A few long-lived connections with no overflow make extra sessions wait in the pool's
-            # queue instead, woken the moment a connection is free. (Overflow connections would
-            # also be opened and closed per request: a new aiosqlite thread and the PRAGMAs each.)
-            # Measured with `make bench` (place order): p99 583 -> 364 ms, CPU per order -10 %.
+            # Two long-lived connections (one can read while the other writes) and no overflow
+            # make extra sessions wait in the pool's queue instead, woken the moment a connection
+            # is free. (Overflow connections would also be opened and closed per request: a new
+            # aiosqlite thread and the PRAGMAs each.) Measured with tools/bench.py, place order,
+            # runs back to back: p99 340-370 ms with 4 connections, 235-250 ms with 2 (210-255 ms
+            # with 1, but then one slow read holds up every write).
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0)
         # The pool rolls back every connection it takes back, even after a COMMIT; each call to
         # aiosqlite is a hop to its thread and back. _rollback_if_needed (below) only does it
-        # when a transaction is open: measured, a third fewer hops for a reserve + commit.
+        # when a transaction is open: one hop less per transaction (inventory's reserve: 8, not 9).
         kwargs["pool_reset_on_return"] = None
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
