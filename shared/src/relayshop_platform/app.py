@@ -32,10 +32,10 @@ from .settings import PlatformSettings
 from .tokens import KeySource, TokenVerifier
 from .tracing import (
     current_trace_id,
-    instrument_app,
     instrument_engine,
     instrument_http_client,
     setup_tracing,
+    telemetry_config,
 )
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=openapi_tags,
         swagger_ui_init_oauth={"clientId": "relayshop-docs"},
+        telemetry=telemetry_config(),  # a SERVER span per request (tracing.py)
     )
     install_error_handlers(app)
     app.add_middleware(RequestLimits)  # 431 / 413 for oversized headers and bodies
@@ -198,7 +199,6 @@ def create_service_app(
     app.include_router(health_router())
     app.include_router(metrics_router())
     _point_docs_login_at_public_token_endpoint(app, f"{settings.issuer}/token")
-    instrument_app(app)
     return app
 
 

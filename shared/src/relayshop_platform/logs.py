@@ -121,8 +121,8 @@ def log_request(method: str, path: str, status: int, seconds: float, request_id:
 class AccessLogMiddleware:
     """Plain ASGI: one access line and one metrics observation per request.
 
-    Installed inside RequestIdMiddleware (for the request id) and inside the OpenTelemetry
-    middleware, so the line carries the request's trace_id and span_id.
+    Installed inside RequestIdMiddleware (for the request id); FastAPI's telemetry wraps the whole
+    middleware stack, so the line carries the request's trace_id and span_id.
     """
 
     def __init__(self, app: ASGIApp) -> None:

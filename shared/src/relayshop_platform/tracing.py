@@ -7,8 +7,9 @@
                                                   <data_dir>/traces/<service>.jsonl; `make trace`)
 
 The SDK reads the sampler itself. Context travels as W3C Trace Context (``traceparent``) on every
-hop: the gateway's proxy injects it, FastAPI's instrumentation extracts it, and the instrumented
-httpx client injects it again on each service-to-service call, so one request is one trace:
+hop: the gateway's proxy injects it, FastAPI's own telemetry extracts it (``telemetry_config``),
+and the instrumented httpx client injects it again on each service-to-service call, so one request
+is one trace:
 
     gateway SERVER -> orders SERVER -> orders CLIENT -> inventory SERVER -> ...
 
@@ -26,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_NAMESPACE, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -80,6 +81,7 @@ def setup_tracing(settings: PlatformSettings) -> None:
         }
     )
     provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
+    provider.add_span_processor(RedactQueryString())  # first: before any exporter sees a span
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -96,17 +98,35 @@ def setup_tracing(settings: PlatformSettings) -> None:
         set_global_textmap(TraceContextTextMapPropagator())
 
 
-def instrument_app(app: FastAPI) -> None:
-    """A SERVER span per request, continuing the caller's ``traceparent``. No span per ASGI
-    receive/send message (ARCHITECTURE.md), none for probes and scrapes."""
-    if not tracing_enabled():
-        return
-    FastAPIInstrumentor.instrument_app(
-        app,
-        exclude_spans=["receive", "send"],
-        excluded_urls="/healthz$,/readyz$,/metrics$",
-        server_request_hook=_drop_query_string,
-    )
+# Probes and scrapes make no span: one every few seconds per service would bury the requests.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def telemetry_config() -> TelemetryConfig:
+    """For ``FastAPI(telemetry=...)``: FastAPI's own OpenTelemetry support makes the SERVER span of
+    each request, continuing the caller's ``traceparent`` and named after the route template
+    (``POST /api/orders``). It takes the route from FastAPI's own routing, where the
+    opentelemetry-instrumentation-fastapi middleware matched every request against the routes a
+    second time: a traced GET /api/inventory/products/{sku} cost 1,870 us of CPU with it, 1,330
+    now (1,160 untraced; loadtests/README.md).
+    Nothing else: no span per dependency, endpoint or serialization, and no OpenTelemetry metrics
+    or logs (Prometheus /metrics and the JSON logs are metrics.py and logs.py)."""
+    return {
+        "tracing": True,  # a no-op while no tracer provider is set (OTEL_SDK_DISABLED=true)
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+        "exclude": lambda scope: scope.get("path") in UNTRACED_PATHS,
+    }
+
+
+class RedactQueryString(SpanProcessor):
+    """Spans keep the path, never the query: RFC 6750 section 2.3 lets clients put an access token
+    in ``?access_token=`` (relayshop refuses it, but a client may still send one)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.attributes and "url.query" in span.attributes:
+            span.set_attribute("url.query", "redacted")
 
 
 def instrument_http_client(client: httpx.AsyncClient) -> None:
@@ -140,18 +160,6 @@ def instrument_engine(engine: AsyncEngine | None) -> None:
 def current_trace_id() -> str | None:
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
-
-
-def _drop_query_string(span: trace.Span, scope: dict[str, Any]) -> None:
-    """Spans keep the path, not the query: RFC 6750 section 2.3 lets clients put an access token
-    in ``?access_token=`` (relayshop refuses it, but a client may still send one)."""
-    if not scope.get("query_string") or not span.is_recording():
-        return
-    path = scope.get("path", "")
-    span.set_attribute("http.target", path)
-    server = scope.get("server") or ("", 0)
-    span.set_attribute("http.url", f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{path}")
-    span.set_attribute("url.query", "redacted")
 
 
 # ---- the embedded default: finished spans as JSON lines ---------------------------------------

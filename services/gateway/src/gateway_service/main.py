@@ -27,7 +27,7 @@ from .routes import bff, console, health, summary
 
 # The one /api path the gateway answers itself instead of proxying.
 _SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
-# Probes the platform's tracing leaves untraced (tracing.instrument_app excludes them).
+# Probes the platform's tracing leaves untraced (tracing.UNTRACED_PATHS).
 _UNTRACED = frozenset({"/healthz", "/readyz"})
 _ids = RandomIdGenerator()
 # W3C Trace Context headers (the propagator is W3C only: tracing.setup_tracing).

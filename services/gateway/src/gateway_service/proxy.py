@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import aiohttp
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.propagate import extract, inject
 from relayshop_platform.errors import (
     BadRequest,
@@ -51,7 +50,7 @@ from relayshop_platform.logs import log_request
 from relayshop_platform.metrics import observe_request
 from relayshop_platform.security import record_allow, record_refusal
 from relayshop_platform.tokens import Principal
-from starlette.datastructures import State
+from starlette.datastructures import Headers, State
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -171,7 +170,7 @@ class Proxy:
         # own routes; X-Trace-Id (RequestIdMiddleware) reads this span's trace id.
         with tracer.start_as_current_span(
             f"proxy {method}",
-            context=extract(scope, getter=asgi_getter),  # type: ignore[misc]
+            context=extract(Headers(scope=scope)),
             kind=trace.SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": scope["path"]},
         ) as span:
