@@ -28,9 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AliasChoices, AliasPath
-from relayshop_platform.migrate import SERVICES_WITH_TABLES
-from relayshop_platform.settings import PlatformSettings
+from pydantic import AliasChoices, AliasPath, TypeAdapter, ValidationError
+from relayshop_platform.settings import SERVICES_WITH_TABLES, PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # check-jsonschema, hadolint, ... live beside this Python
@@ -47,7 +46,15 @@ K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works
 _REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
 # Where a separate step migrates first, the service must not load Alembic again (settings.py).
 MIGRATE_ON_START = "RELAYSHOP_MIGRATE_ON_START"
-_FALSE = {"false", "0", "no", "off", "f", "n"}  # pydantic's words for False
+
+
+def migrates_again(env: dict[str, Any]) -> bool:
+    """Would a service with this environment also migrate at start? Read as the service reads it:
+    pydantic's bool, and the setting's default (true) when absent or unreadable."""
+    try:
+        return TypeAdapter(bool).validate_python(str(env.get(MIGRATE_ON_START, "true")))
+    except ValidationError:
+        return True
 
 
 @dataclass
@@ -253,7 +260,7 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
             migrate = f"python -m relayshop_platform.migrate {name} &&"
             if name in SERVICES_WITH_TABLES and migrate not in " ".join(map(str, command)):
                 problems.append(f"{where}: the command does not start with `{migrate}`")
-            if name in SERVICES_WITH_TABLES and env.get(MIGRATE_ON_START, "").lower() not in _FALSE:
+            if name in SERVICES_WITH_TABLES and migrates_again(env):
                 problems.append(f"{where}: {MIGRATE_ON_START} must be false (the command migrates)")
             if settings.port != SERVICES[name]:
                 problems.append(f"{name}: settings port {settings.port} != {SERVICES[name]}")
@@ -446,7 +453,7 @@ def migration(service: str, deployment: dict[str, Any], container: dict[str, Any
         if init[0].get(key) != container.get(key):
             yield f"{service}: the migrate initContainer's {key} differs from the service's"
     env = {item["name"]: str(item.get("value", "")) for item in container.get("env") or []}
-    if env.get(MIGRATE_ON_START, "").lower() not in _FALSE:
+    if migrates_again(env):
         yield f"{service}: {MIGRATE_ON_START} must be false (the initContainer migrates)"
 
 

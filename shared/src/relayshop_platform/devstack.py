@@ -29,9 +29,9 @@ import httpx
 import redis
 
 from .embedded_redis import redis_args
+from .settings import SERVICES_WITH_TABLES
 
 SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
-SERVICES_WITH_DATA = ("auth", "orders", "payments", "inventory")
 
 
 def free_port() -> int:
@@ -172,7 +172,7 @@ class Stack:
             "--no-proxy-headers",
         ]
         env = self.env(service)
-        if service in SERVICES_WITH_DATA:
+        if service in SERVICES_WITH_TABLES:
             # As `make run`, compose and the k8s initContainers do: a short-lived process upgrades
             # the schema, then uvicorn serves without ever importing Alembic (migrate_on_start).
             migrate = shlex.join([sys.executable, "-m", "relayshop_platform.migrate", service])
@@ -270,7 +270,7 @@ def postgres_databases(server_url: str) -> dict[str, str]:
     import asyncpg
 
     suffix = uuid.uuid4().hex[:8]
-    names = {service: f"relayshop_e2e_{service}_{suffix}" for service in SERVICES_WITH_DATA}
+    names = {service: f"relayshop_e2e_{service}_{suffix}" for service in SERVICES_WITH_TABLES}
 
     async def create() -> None:
         connection = await asyncpg.connect(server_url)

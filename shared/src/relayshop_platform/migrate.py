@@ -47,9 +47,8 @@ from sqlmodel.sql.sqltypes import AutoString
 
 from .db import create_engine
 from .logs import setup_logging
-from .settings import PlatformSettings
+from .settings import SERVICES_WITH_TABLES, PlatformSettings
 
-SERVICES_WITH_TABLES = ("auth", "orders", "payments", "inventory")
 VERSION_TABLE = "alembic_version"
 
 

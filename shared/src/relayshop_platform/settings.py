@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEMO_SECRET_MARKER = "demo"
 
 
+# The services that own tables, each with its Alembic environment (migrate.py).
+SERVICES_WITH_TABLES = ("auth", "orders", "payments", "inventory")
+
+
 class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAYSHOP_", extra="ignore")
 

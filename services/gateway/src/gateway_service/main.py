@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from relayshop_platform.app import RequestIdMiddleware, create_service_app
+from relayshop_platform.tracing import UNTRACED_PATHS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import GatewaySettings, get_settings
@@ -27,8 +28,6 @@ from .routes import bff, console, health, summary
 
 # The one /api path the gateway answers itself instead of proxying.
 _SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
-# Probes the platform's tracing leaves untraced (tracing.UNTRACED_PATHS).
-_UNTRACED = frozenset({"/healthz", "/readyz"})
 _ids = RandomIdGenerator()
 # W3C Trace Context headers (the propagator is W3C only: tracing.setup_tracing).
 _TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
@@ -65,7 +64,7 @@ class GatewayASGI:
                 }
         if scope["type"] == "http" and is_proxied(scope["method"], scope["path"]):
             await self.proxy(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] in _UNTRACED:
+        elif scope["type"] == "http" and scope["path"] in UNTRACED_PATHS:
             # CONTRACT.md wants X-Trace-Id on every response, probes too. A non-recording span
             # gives them a trace id without exporting a span per probe every few seconds.
             context = trace.SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(), False)

@@ -166,8 +166,8 @@ class Proxy:
         method: str = scope["method"]
         started = time.perf_counter()
         # A trace context in the request (only when the gateway trusts its clients' one, see
-        # main.GatewayASGI) is continued, as the FastAPI instrumentation does for the gateway's
-        # own routes; X-Trace-Id (RequestIdMiddleware) reads this span's trace id.
+        # main.GatewayASGI) is continued, as FastAPI's telemetry does for the gateway's own
+        # routes; X-Trace-Id (RequestIdMiddleware) reads this span's trace id.
         with tracer.start_as_current_span(
             f"proxy {method}",
             context=extract(Headers(scope=scope)),
