@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The one image recipe for all five services. It sits at the repository root, where you look
 # first, and where it must be built from anyway: the uv workspace (pyproject.toml + uv.lock) lives
 # here. The services differ only in their name and port, so those are build arguments, not five
@@ -7,11 +6,22 @@
 # docker-compose.yml passes the same two arguments for each service, and tools/compose_check.py
 # checks that each service's SERVICE and PORT match its name and port.
 
+# No `# syntax=` line: the builder's built-in Dockerfile frontend (BuildKit) understands everything
+# below, `RUN --mount` included, and needs no frontend image from a registry.
+
+# The base images. Pinned tags (not "3.12-slim", never "latest") so a rebuild next month gives the
+# same image; bump them on purpose (Dependabot or Renovate can open the pull requests). They are
+# build arguments only so that a machine without a registry can bring its own: CI's compose smoke
+# test (tools/compose_smoke.py) passes locally built stand-ins. Everyone else gets these defaults.
+ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+# `COPY --from` takes no build arguments, so the uv image gets a stage name of its own.
+FROM ${UV_IMAGE} AS uv
+
 # ---------- build stage: the locked dependencies, installed by uv into /app/.venv ----------
-# Pinned tags (not "3.12-slim", never "latest") so a rebuild next month gives the same image;
-# bump them on purpose (Dependabot or Renovate can open the pull requests).
-FROM python:3.12.12-slim-bookworm AS build
-COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /usr/local/bin/uv
 
 # Which service this image runs: auth, gateway, orders, payments or inventory. No default: an
 # image built without it would be no service at all, so the next step stops the build instead.
@@ -43,7 +53,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "relayshop-${SERVICE}"
 
 # ---------- runtime stage: Python, the virtualenv, an unprivileged user; no uv, no sources ----------
-FROM python:3.12.12-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # Build arguments end at the stage they are declared in: declare them again here. PORT is the
 # service's own port (gateway 8000, auth 8001, orders 8002, payments 8003, inventory 8004).

@@ -4,11 +4,12 @@
     uv run python tools/compose_check.py --compose broken.yml --k8s /tmp/k8s --dockerfile X
 
 One line per check: the compose files against the compose specification (check-jsonschema's
-vendored schema), the one Dockerfile (at the root, shared by all five services) with hadolint, the
-Kubernetes manifests built with kustomize (when installed) and validated with kubernetes-validate,
-and a parity check: every service, setting, port and build argument in compose and in the
-manifests must match what the services really read, and each service with tables must migrate
-before it starts, and then not again in the serving process (RELAYSHOP_MIGRATE_ON_START=false).
+vendored schema), the one Dockerfile (at the root, shared by all five services) and CI's stand-in
+images (deploy/ci/*/Dockerfile) with hadolint, the Kubernetes manifests built with kustomize (when
+installed) and validated with kubernetes-validate, and a parity check: every service, setting,
+port and build argument in compose and in the manifests must match what the services really
+read, and each service with tables must migrate before it starts, and then not again in the
+serving process (RELAYSHOP_MIGRATE_ON_START=false).
 Settings are read from the code itself (each service's pydantic-settings class), so a setting
 renamed in code but not in a deployment file fails here, not in production.
 """
@@ -479,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     compose = args.compose or [ROOT / "docker-compose.yml", ROOT / "compose.override.yml"]
-    docker = args.dockerfile or [ROOT / "Dockerfile"]
+    # The one Dockerfile of the services, and CI's stand-ins for PostgreSQL and Redis.
+    docker = args.dockerfile or [ROOT / "Dockerfile", *sorted(ROOT.glob("deploy/ci/*/Dockerfile"))]
 
     results: list[Result] = []
     for check in (

@@ -152,8 +152,8 @@ def test_hadolint_fails_on_violation(tmp_path: Path) -> None:
     dockerfile = broken_copy(
         tmp_path,
         source,
-        "FROM python:3.12.12-slim-bookworm AS runtime",
-        "FROM python:latest AS runtime",
+        "FROM ${UV_IMAGE} AS uv",
+        "FROM ghcr.io/astral-sh/uv:latest AS uv",
     )
     results = list(checker.dockerfiles([dockerfile]))
     assert not results[0].ok and "DL3007" in results[0].detail, results[0].line()
