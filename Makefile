@@ -10,7 +10,7 @@ VENV := .venv/bin
 export PYTHONPYCACHEPREFIX := $(CURDIR)/var/pycache
 export PYTHONDONTWRITEBYTECODE :=
 RELAYSHOP_DATA_DIR ?= var
-# Ports of `make run` (CONTRACT.md section 1); each is also a setting of its own.
+# Ports of `make run` (docs/api.md, section 1; the service catalogue); each is also a setting.
 RELAYSHOP_GATEWAY_PORT ?= 8000
 RELAYSHOP_AUTH_PORT ?= 8001
 RELAYSHOP_ORDERS_PORT ?= 8002
@@ -69,19 +69,19 @@ lint: sync
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-# Revocation propagation: logout at auth -> 401 at each service, p50/p99 (issue 4).
+# Revocation propagation: logout at auth -> 401 at each service, p50/p99.
 bench-revocation: sync
 	$(VENV)/python tools/bench_revocation.py
 
-# Locust headless against the running stack (or one it starts); reports in var/load (issue 8).
+# Locust headless against the running stack (or one it starts); reports in var/load.
 load: sync
 	$(VENV)/python tools/load.py
 
-# One table: gateway/direct read ratio, place-order rate, token verification, memory, start (issue 8).
+# One table: gateway/direct read ratio, place-order rate, token verification, memory, start.
 bench: sync
 	$(VENV)/python tools/bench.py
 
-# Observability (issue 6): a request as a waterfall tree, the live demo, the cost of tracing.
+# Observability: a request as a waterfall tree, the live demo, the cost of tracing.
 trace: sync
 	@$(VENV)/python tools/trace.py $(ID)
 

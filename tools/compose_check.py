@@ -30,11 +30,13 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AliasChoices, AliasPath, TypeAdapter, ValidationError
-from relayshop_platform.settings import SERVICES_WITH_TABLES, PlatformSettings
+from relayshop_platform.catalogue import CATALOGUE, SERVICES_WITH_TABLES
+from relayshop_platform.catalogue import service as catalogue_service
+from relayshop_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # check-jsonschema, hadolint, ... live beside this Python
-SERVICES = {"gateway": 8000, "auth": 8001, "orders": 8002, "payments": 8003, "inventory": 8004}
+SERVICES = {service.name: service.port for service in CATALOGUE}  # the service catalogue
 # Containers that are not relayshop services (no settings class to compare with).
 INFRASTRUCTURE = {"postgres", "redis", "jaeger"}
 # Read by libraries or the interpreter, not by a settings class: OpenTelemetry's SDK reads OTEL_*,
@@ -112,7 +114,7 @@ def field_env_names(cls: type[PlatformSettings], field_name: str) -> set[str]:
 
 def read_settings(service: str) -> ServiceSettings:
     cls = settings_class(service)
-    names: set[str] = set()
+    names: set[str] = set(cls.per_service_variables())  # RELAYSHOP_<NEIGHBOUR>_URL, ...
     required: set[str] = set()
     for field_name, field in cls.model_fields.items():
         env = field_env_names(cls, field_name)
@@ -121,7 +123,12 @@ def read_settings(service: str) -> ServiceSettings:
             required.add(sorted(env)[0])
     # model_construct() skips validation: we only want the names secret_fields() returns.
     secret_names = cls.model_construct().secret_fields()
-    secrets = {sorted(field_env_names(cls, name))[-1] for name in secret_names}
+    secrets = {
+        sorted(field_env_names(cls, name))[-1]
+        if name in cls.model_fields
+        else f"RELAYSHOP_{name.upper()}"  # one of per_service_variables(): a client's secret
+        for name in secret_names
+    }
     port = cls.model_fields["port"].default
     return ServiceSettings(frozenset(names), frozenset(required), frozenset(secrets), port)
 
@@ -134,12 +141,16 @@ def is_read(name: str, settings: ServiceSettings) -> bool:
     )
 
 
-def check_urls(where: str, env: dict[str, str]) -> Iterator[str]:
-    """RELAYSHOP_<SERVICE>_URL must point at that service's own port."""
-    for service, port in SERVICES.items():
-        value = env.get(f"RELAYSHOP_{service.upper()}_URL")
-        if value is not None and urlsplit(value).port != port:
-            yield f"{where}: RELAYSHOP_{service.upper()}_URL={value} is not port {port}"
+def check_urls(where: str, name: str, env: dict[str, str], *, complete: bool) -> Iterator[str]:
+    """RELAYSHOP_<SERVICE>_URL must point at that service's own port, and a service must be told
+    where every service it calls is (the catalogue's calls): the defaults are loopback addresses,
+    right for `make run` and wrong in any container."""
+    for service in CATALOGUE:
+        value = env.get(service.url_variable)
+        if value is not None and urlsplit(value).port != service.port:
+            yield f"{where}: {service.url_variable}={value} is not port {service.port}"
+        if complete and value is None and service.name in catalogue_service(name).calls:
+            yield f"{where}: calls {service.name} but {service.url_variable} is not set"
 
 
 # ---------------------------------------------------------------- tools run as subprocesses
@@ -242,7 +253,7 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
             problems += [
                 f"{where}: {key} is read by nothing" for key in env if not is_read(key, settings)
             ]
-            problems += list(check_urls(where, env))
+            problems += list(check_urls(where, name, env, complete=path == base))
             problems += [
                 f"{where}: {what} {port} != {SERVICES[name]}"
                 for what, port in compose_ports(name, service)
@@ -395,7 +406,7 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
         problems += [
             f"{service}: {key} is read by nothing" for key in env if not is_read(key, settings)
         ]
-        problems += list(check_urls(service, env))
+        problems += list(check_urls(service, service, env, complete=True))
         if complete:
             problems += [
                 f"{service}: required setting {key} is not set"

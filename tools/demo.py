@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from relayshop_platform.catalogue import service
 
 TOOLS = Path(__file__).resolve().parent
 # Loaded by path: the name "trace" would find the standard library's trace module first.
@@ -44,8 +45,8 @@ class Demo:
         env = os.environ.get
         self.gateway = env("RELAYSHOP_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
         self.services = {
-            name: env(f"RELAYSHOP_{name.upper()}_URL", f"http://127.0.0.1:{port}").rstrip("/")
-            for name, port in (("orders", 8002), ("payments", 8003), ("inventory", 8004))
+            name: env(service(name).url_variable, service(name).local_url).rstrip("/")
+            for name in ("orders", "payments", "inventory")
         }
         self.traces = Path(env("RELAYSHOP_DATA_DIR", "var")) / "traces"
         self.http = httpx.Client(timeout=15.0)

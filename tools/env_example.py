@@ -10,9 +10,11 @@ import importlib
 from typing import Any
 
 from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
+from relayshop_platform.catalogue import CATALOGUE
+from relayshop_platform.settings import PlatformSettings
 
-SERVICES = ("auth", "gateway", "orders", "payments", "inventory")
+# Read per other service (RELAYSHOP_ORDERS_URL, ...): listed one variable a line instead.
+PER_SERVICE_FIELDS = ("service_urls", "client_secrets")
 HEADER = """\
 # Every setting relayshop reads, with its default. Copy to .env and edit what you need
 # (honcho loads .env under `make run`; compose reads it too). Variables are per process:
@@ -21,25 +23,26 @@ HEADER = """\
 """
 
 
-COMPOSE = """
+COMPOSE_HEADER = """
 ## docker compose only: secrets that docker-compose.yml requires (${VAR:?}). Demo values, so that
 ## `cp .env.example .env && docker compose up` works; use your own anywhere but your laptop.
 ## They are URL-safe because the passwords go into connection URLs.
 POSTGRES_PASSWORD=postgres-demo-password
-AUTH_DB_PASSWORD=auth-demo-db-password
-ORDERS_DB_PASSWORD=orders-demo-db-password
-PAYMENTS_DB_PASSWORD=payments-demo-db-password
-INVENTORY_DB_PASSWORD=inventory-demo-db-password
-REDIS_PASSWORD=redis-demo-password
-AUTH_CLIENT_SECRET=auth-demo-secret
-GATEWAY_CLIENT_SECRET=gateway-demo-secret
-ORDERS_CLIENT_SECRET=orders-demo-secret
-PAYMENTS_CLIENT_SECRET=payments-demo-secret
-INVENTORY_CLIENT_SECRET=inventory-demo-secret
 """
 
 
-def env_names(settings: type[BaseSettings], name: str, field: Any) -> list[str]:
+def compose_secrets() -> str:
+    """One database password per service with tables, then Redis, then one client secret per
+    service: the service catalogue decides which."""
+    lines = [
+        f"{s.name.upper()}_DB_PASSWORD={s.name}-demo-db-password" for s in CATALOGUE if s.tables
+    ]
+    lines.append("REDIS_PASSWORD=redis-demo-password")
+    lines += [f"{s.name.upper()}_CLIENT_SECRET={s.name}-demo-secret" for s in CATALOGUE]
+    return COMPOSE_HEADER + "\n".join(lines) + "\n"
+
+
+def env_names(settings: type[PlatformSettings], name: str, field: Any) -> list[str]:
     alias = field.validation_alias
     if isinstance(alias, AliasChoices):
         return [str(choice) for choice in alias.choices]
@@ -63,17 +66,21 @@ def render_default(value: Any) -> str:
 def build() -> str:
     lines = [HEADER]
     seen: set[str] = set()
-    for service in SERVICES:
-        module = importlib.import_module(f"{service}_service.config")
+    for service in CATALOGUE:
+        module = importlib.import_module(f"{service.package}.config")
         settings_class = next(
             value
             for value in vars(module).values()
             if isinstance(value, type)
-            and issubclass(value, BaseSettings)
+            and issubclass(value, PlatformSettings)
             and value.__module__ == module.__name__
         )
         section = []
         for name, field in settings_class.model_fields.items():
+            if name in PER_SERVICE_FIELDS:
+                defaults = settings_class.per_service_variables().items()
+                section += [f"# {key}={default}" for key, default in defaults]
+                continue
             names = env_names(settings_class, name, field)
             key = names[0]
             if key in seen and name not in ("client_secret", "service_name", "port"):
@@ -81,9 +88,9 @@ def build() -> str:
             seen.add(key)
             default = field.get_default(call_default_factory=True)
             section.append(f"# {key}={render_default(default)}")
-        lines.append(f"\n## {service} ({settings_class.__name__})")
+        lines.append(f"\n## {service.name} ({settings_class.__name__})")
         lines.extend(section)
-    return "\n".join(lines) + "\n" + COMPOSE
+    return "\n".join(lines) + "\n" + compose_secrets()
 
 
 if __name__ == "__main__":

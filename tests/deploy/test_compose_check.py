@@ -134,6 +134,36 @@ def test_parity_fails_on_wrong_port(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any("RELAYSHOP_PAYMENTS_URL" in line for line in failures), failures
 
 
+def test_parity_fails_when_a_caller_is_not_told_where_its_callee_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # payments calls inventory (the service catalogue): without the URL it would call loopback.
+    text = COMPOSE.read_text()
+    start = text.index("      OTEL_SERVICE_NAME: payments")
+    line = "      RELAYSHOP_INVENTORY_URL: http://inventory:8004\n"
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(text[:start] + text[start:].replace(line, "", 1))
+    failures = compose_failures(capsys, compose)
+    assert any(
+        "payments: calls inventory but RELAYSHOP_INVENTORY_URL is not set" in line
+        for line in failures
+    ), failures
+
+
+def test_parity_fails_on_a_neighbour_url_the_service_does_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # inventory calls nobody but auth: an orders URL in its environment is read by nothing.
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "      OTEL_SERVICE_NAME: inventory\n",
+        "      OTEL_SERVICE_NAME: inventory\n      RELAYSHOP_ORDERS_URL: http://orders:8002\n",
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("inventory: RELAYSHOP_ORDERS_URL is read by nothing" in line for line in failures)
+
+
 def test_parity_fails_on_extra_published_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

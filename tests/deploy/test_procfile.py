@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from relayshop_platform.settings import SERVICES_WITH_TABLES
+from relayshop_platform.catalogue import SERVICES_WITH_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from relayshop_platform.settings import SERVICES_WITH_TABLES
+from relayshop_platform.catalogue import SERVICES_WITH_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", *SERVICES_WITH_TABLES)

@@ -1,4 +1,4 @@
-"""Issue 5 end to end: the order saga under faults, on real processes that really die.
+"""End to end: the order saga under faults, on real processes that really die.
 
 One stack of its own (it kills things), with short limits: a request's saga gives up after 3 s
 and the reconciler looks every 0.5 s, so a PENDING order is finished within seconds of the

@@ -1,4 +1,4 @@
-"""Issue 3 end to end: real processes over real sockets, every request through the gateway
+"""End to end: real processes over real sockets, every request through the gateway
 unless the test is about calling a service directly."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Issue 4 end to end: a revoked token or a retired key is refused at every hop, within a second.
+"""End to end: a revoked token or a retired key is refused at every hop, within a second.
 
 Every check goes to five doors: both gateway processes, and orders, payments and inventory called
-directly (each verifies the token itself, CONTRACT.md section 6). The tokens are used once before
+directly (each verifies the token itself, docs/api.md, section 6). The tokens are used once before
 they are revoked, so every verifier holds them in its cache: the revocation must win over a cache
 hit, not only over a fresh signature check.
 
@@ -118,7 +118,7 @@ def test_logout_refuses_that_token_everywhere_but_not_another_session(client: Cl
     logout(client, session["access_token"])
     wait_refused_everywhere(client, session["access_token"])
     assert_accepted_everywhere(client, other)
-    # The session's refresh token ended with it (CONTRACT.md section 3).
+    # The session's refresh token ended with it (docs/api.md, section 3).
     refresh = client.http.post(
         f"{client.stack.url('gateway')}/auth/token",
         data={"grant_type": "refresh_token", "refresh_token": session["refresh_token"]},

@@ -1,4 +1,4 @@
-"""Issue 6 end to end: one request is one trace across every hop, each hop's authorization
+"""End to end: one request is one trace across every hop, each hop's authorization
 decision is on its span, logs and metrics say the same, and nothing exported holds a secret.
 
 Its own stack (module scope): the demo logs alice out, and the last test reads every file the

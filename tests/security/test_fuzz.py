@@ -23,6 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from relayshop_platform.catalogue import SERVICE_NAMES
 from relayshop_platform.devstack import PASSWORDS
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -31,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 ROLES = {"customer": "alice", "support": "carol", "warehouse": "walt", "admin": "admin"}
-SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
+SERVICES = SERVICE_NAMES  # every service of the catalogue
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 4, schemathesis.GenerationMode.NEGATIVE: 3}
 

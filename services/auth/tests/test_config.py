@@ -1,4 +1,5 @@
-"""Settings: production refuses demo secrets and demo accounts."""
+"""Settings: production refuses demo secrets and demo accounts; one client secret per catalogue
+service that calls another (RELAYSHOP_<CLIENT>_CLIENT_SECRET)."""
 
 from __future__ import annotations
 
@@ -7,34 +8,50 @@ from pathlib import Path
 import pytest
 from auth_service.config import AuthSettings
 from pydantic import ValidationError
+from relayshop_platform.catalogue import CATALOGUE
 
 STRONG = {
-    "client_secret": "s3cret-auth-0123456789",
-    "gateway_client_secret": "s3cret-gateway-0123456789",
-    "orders_client_secret": "s3cret-orders-0123456789",
-    "payments_client_secret": "s3cret-payments-0123456789",
-    "inventory_client_secret": "s3cret-inventory-0123456789",
+    "RELAYSHOP_CLIENT_SECRET": "s3cret-auth-0123456789",
+    "RELAYSHOP_GATEWAY_CLIENT_SECRET": "s3cret-gateway-0123456789",
+    "RELAYSHOP_ORDERS_CLIENT_SECRET": "s3cret-orders-0123456789",
+    "RELAYSHOP_PAYMENTS_CLIENT_SECRET": "s3cret-payments-0123456789",
+    "RELAYSHOP_INVENTORY_CLIENT_SECRET": "s3cret-inventory-0123456789",
 }
 
 
-def test_production_refuses_demo_client_secrets() -> None:
+@pytest.fixture
+def strong_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STRONG.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_production_refuses_demo_client_secrets(
+    strong_secrets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAYSHOP_ORDERS_CLIENT_SECRET", "orders-demo-secret")
     with pytest.raises(ValidationError, match="orders_client_secret"):
-        AuthSettings(
-            env="production",
-            seed_demo_users=False,
-            **{**STRONG, "orders_client_secret": "orders-demo-secret"},
-        )
+        AuthSettings(env="production", seed_demo_users=False)
 
 
-def test_production_refuses_demo_accounts() -> None:
+def test_production_refuses_demo_accounts(strong_secrets: None) -> None:
     with pytest.raises(ValidationError, match="demo accounts"):
-        AuthSettings(env="production", **STRONG)
+        AuthSettings(env="production")
 
 
-def test_production_accepts_strong_secrets_without_demo_accounts() -> None:
-    settings = AuthSettings(env="production", seed_demo_users=False, **STRONG)
+def test_production_accepts_strong_secrets_without_demo_accounts(strong_secrets: None) -> None:
+    settings = AuthSettings(env="production", seed_demo_users=False)
 
-    assert settings.service_client_secrets()["payments"] == STRONG["payments_client_secret"]
+    assert (
+        settings.service_client_secrets()["payments"] == STRONG["RELAYSHOP_PAYMENTS_CLIENT_SECRET"]
+    )
+
+
+def test_one_client_per_calling_service_with_its_demo_secret() -> None:
+    secrets = AuthSettings().service_client_secrets()
+
+    assert set(secrets) == {service.name for service in CATALOGUE if service.calls}
+    assert "auth" not in secrets  # auth calls nobody: it needs no client of its own here
+    assert all(secret == f"{client}-demo-secret" for client, secret in secrets.items())
 
 
 def test_keys_dir_defaults_under_the_data_dir(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import time
 
 import httpx
 
+from .catalogue import CATALOGUE, GATEWAY
+
 ACCOUNTS = [
     ("alice", "alice-password", "customer"),
     ("bob", "bob-password", "customer"),
@@ -41,7 +43,8 @@ def main() -> None:
         "",
         f"relayshop is ready ({elapsed:.1f} s)",
         f"  gateway (the only public entry point)  {gateway}",
-        f"  API docs per service                   {gateway}/docs and http://127.0.0.1:8001-8004/docs",
+        f"  API docs per service                   {gateway}/docs, and on each service's port:",
+        *(f"    {s.name:<34} {s.local_url}/docs" for s in CATALOGUE if s.name != GATEWAY),
         f"  readiness                              {gateway}/readyz",
         "  demo accounts (password grant at POST /auth/token):",
         *(f"    {user:<6} {password:<15} {roles}" for user, password, roles in ACCOUNTS),

@@ -28,10 +28,14 @@ from typing import IO
 import httpx
 import redis
 
+from .catalogue import AUTH, CATALOGUE, GATEWAY, SERVICES_WITH_TABLES
 from .embedded_redis import redis_args
-from .settings import SERVICES_WITH_TABLES
 
-SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
+# Every service of the catalogue, auth first (the others load its keys at start) and the gateway
+# last (its /readyz asks every other service).
+SERVICES = tuple(
+    sorted((s.name for s in CATALOGUE), key=lambda name: (name == GATEWAY, name != AUTH))
+)
 
 
 def free_port() -> int:
@@ -100,10 +104,10 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        for name in SERVICES:
-            port = self.ports.get(name)
+        for entry in CATALOGUE:
+            port = self.ports.get(entry.name)
             if port is not None:
-                env[f"RELAYSHOP_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+                env[entry.url_variable] = f"http://127.0.0.1:{port}"
         if service in self.database_urls:
             env["DATABASE_URL"] = self.database_urls[service]
         env.update(self.extra_env)

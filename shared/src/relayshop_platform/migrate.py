@@ -45,9 +45,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.sql.sqltypes import AutoString
 
+from .catalogue import SERVICES_WITH_TABLES
 from .db import create_engine
 from .logs import setup_logging
-from .settings import SERVICES_WITH_TABLES, PlatformSettings
+from .settings import PlatformSettings
 
 VERSION_TABLE = "alembic_version"
 

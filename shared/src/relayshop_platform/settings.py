@@ -8,17 +8,23 @@ Every value comes from an environment variable named ``RELAYSHOP_<FIELD>`` (``DA
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .catalogue import AUTH, SERVICES, service
+
 DEMO_SECRET_MARKER = "demo"
 
 
-# The services that own tables, each with its Alembic environment (migrate.py).
-SERVICES_WITH_TABLES = ("auth", "orders", "payments", "inventory")
+def per_service(
+    names: Iterable[str], variable: Callable[[str], str], default: Callable[[str], str]
+) -> dict[str, str]:
+    """One environment variable per service (``RELAYSHOP_ORDERS_URL``, ...), or its default."""
+    return {name: os.environ.get(variable(name), default(name)) for name in names}
 
 
 class PlatformSettings(BaseSettings):
@@ -37,11 +43,12 @@ class PlatformSettings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "RELAYSHOP_REDIS_URL"),
     )
 
-    # Where the other services live (internal URLs, not the public gateway).
-    auth_url: str = "http://127.0.0.1:8001"
-    orders_url: str = "http://127.0.0.1:8002"
-    payments_url: str = "http://127.0.0.1:8003"
-    inventory_url: str = "http://127.0.0.1:8004"
+    # Where auth, the token service, lives (internal URL, not the public gateway): JWKS, tokens.
+    auth_url: str = service(AUTH).local_url
+    # Where the other services this one calls live: the catalogue's ``calls``, each read from
+    # RELAYSHOP_<NAME>_URL (default http://127.0.0.1:<its port>). Nothing else: a service holds
+    # only the addresses of its own neighbours. Read them with ``url(name)``.
+    service_urls: dict[str, str] = Field(default_factory=dict)
 
     # Upgrade the database schema (Alembic, migrate.py) in the lifespan, before serving. True
     # suits in-process apps (tests). Wherever a separate step runs `python -m
@@ -83,6 +90,39 @@ class PlatformSettings(BaseSettings):
         default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
         validate_default=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _neighbour_urls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "service_urls" not in data:
+            name = data.get("service_name") or cls.model_fields["service_name"].default
+            calls = SERVICES[name].calls if name in SERVICES else ()
+            data["service_urls"] = per_service(
+                (callee for callee in calls if callee != AUTH),
+                lambda callee: service(callee).url_variable,
+                lambda callee: service(callee).local_url,
+            )
+        return data
+
+    @classmethod
+    def per_service_variables(cls) -> dict[str, str]:
+        """The environment variables read one per other service rather than one per field, with
+        their defaults: what tools/compose_check.py and tools/env_example.py need to know."""
+        name = cls.model_fields["service_name"].default
+        calls = SERVICES[name].calls if name in SERVICES else ()
+        neighbours = (service(callee) for callee in calls if callee != AUTH)
+        return {neighbour.url_variable: neighbour.local_url for neighbour in neighbours}
+
+    def url(self, name: str) -> str:
+        """The internal URL of a service this one calls, without a trailing slash."""
+        if name == AUTH:
+            return self.auth_url.rstrip("/")
+        try:
+            return self.service_urls[name].rstrip("/")
+        except KeyError:
+            raise KeyError(
+                f"{self.service_name} does not call {name} (see the service catalogue's calls)"
+            ) from None
 
     @property
     def effective_database_url(self) -> str:

@@ -9,16 +9,26 @@ accounts (``RELAYSHOP_SEED_DEMO_USERS`` must be false there).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
-from relayshop_platform.settings import PlatformSettings
+from relayshop_platform.catalogue import CATALOGUE, SERVICE_CLIENTS
+from relayshop_platform.settings import PlatformSettings, per_service
 
-# The services that may ask for a client_credentials token (RFC 6749 section 4.4).
-SERVICE_CLIENT_IDS = ("gateway", "orders", "payments", "inventory")
+# The services that may ask for a client_credentials token (RFC 6749 section 4.4): the catalogue's.
+SERVICE_CLIENT_IDS = SERVICE_CLIENTS
 # The docs' Swagger UI runs on each service's own port; it posts to /auth/token from there.
 LOCAL_DOCS_ORIGINS = [
-    f"http://{host}:{port}" for host in ("localhost", "127.0.0.1") for port in range(8000, 8005)
+    f"http://{host}:{service.port}" for host in ("localhost", "127.0.0.1") for service in CATALOGUE
 ]
+
+
+def client_secret_variable(client_id: str) -> str:
+    return f"RELAYSHOP_{client_id.upper()}_CLIENT_SECRET"
+
+
+def demo_client_secret(client_id: str) -> str:
+    return f"{client_id}-demo-secret"
 
 
 class AuthSettings(PlatformSettings):
@@ -32,11 +42,10 @@ class AuthSettings(PlatformSettings):
     # Private signing keys live here (0700 dir, 0600 files). Default: <data_dir>/keys.
     keys_dir: Path | None = None
 
-    # Secrets of the service clients auth accepts (hashed with argon2id when seeded).
-    gateway_client_secret: str = "gateway-demo-secret"
-    orders_client_secret: str = "orders-demo-secret"
-    payments_client_secret: str = "payments-demo-secret"
-    inventory_client_secret: str = "inventory-demo-secret"
+    # Secrets of the service clients auth accepts (hashed with argon2id when seeded), one variable
+    # per client: RELAYSHOP_<CLIENT>_CLIENT_SECRET, default "<client>-demo-secret" (refused in
+    # production). Read with service_client_secrets().
+    client_secrets: dict[str, str] = Field(default_factory=dict)
 
     seed_demo_users: bool = True
 
@@ -55,10 +64,23 @@ class AuthSettings(PlatformSettings):
     def key_directory(self) -> Path:
         return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _client_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_secrets" not in data:
+            data["client_secrets"] = per_service(
+                SERVICE_CLIENT_IDS, client_secret_variable, demo_client_secret
+            )
+        return data
+
+    @classmethod
+    def per_service_variables(cls) -> dict[str, str]:
+        secrets = {client_secret_variable(c): demo_client_secret(c) for c in SERVICE_CLIENT_IDS}
+        return super().per_service_variables() | secrets
+
     def service_client_secrets(self) -> dict[str, str]:
         return {
-            client_id: getattr(self, f"{client_id}_client_secret")
-            for client_id in SERVICE_CLIENT_IDS
+            client_id: self.client_secrets.get(client_id, "") for client_id in SERVICE_CLIENT_IDS
         }
 
     def secret_fields(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ On disk (``keys_dir``, mode 0700):
 
 The ``kid`` is the key's RFC 7638 thumbprint, so it names the key material itself.
 
-Lifecycle of a key (CONTRACT.md section 6):
+Lifecycle of a key (docs/api.md, section 6):
     current     signs new tokens, published in the JWKS
     previous    after a rotation: signs nothing, still published until every token it signed has
                 expired (``stopped_signing_at + grace``, grace = access token TTL + leeway)

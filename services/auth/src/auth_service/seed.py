@@ -1,4 +1,4 @@
-"""Startup data: the demo accounts of CONTRACT.md section 2 and the four service clients.
+"""Startup data: the demo accounts of docs/api.md, section 2, and the service clients.
 
 Idempotent: an existing account is left alone (its id, the token ``sub``, stays stable across
 restarts). A service client's secret hash is replaced when the configured secret changed, so

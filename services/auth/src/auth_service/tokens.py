@@ -1,6 +1,6 @@
 """Minting tokens: RFC 9068 JWT access tokens and opaque refresh tokens.
 
-Access token (CONTRACT.md section 3):
+Access token (docs/api.md, section 3):
     header  {"alg": "RS256", "typ": "at+jwt", "kid": <current key>}
     claims  iss, sub, aud, exp, iat, jti, roles, scope, client_id, and sid for user sessions
 No name, email or other personal data: a JWT is only signed, not encrypted, so anyone holding

@@ -1,7 +1,8 @@
 """The gateway's settings: the platform's, plus the limits of the proxy path.
 
 Every field is an environment variable ``RELAYSHOP_<FIELD>`` (``.env.example`` lists them).
-The upstream URLs themselves (``RELAYSHOP_AUTH_URL``, ``..._ORDERS_URL``, ...) come from the base.
+The upstreams' URLs (``RELAYSHOP_AUTH_URL``, ``RELAYSHOP_ORDERS_URL``, ...: the service catalogue's
+``calls`` of the gateway) are read by the base: ``settings.url("orders")``.
 """
 
 from __future__ import annotations

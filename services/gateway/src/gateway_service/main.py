@@ -65,8 +65,9 @@ class GatewayASGI:
         if scope["type"] == "http" and is_proxied(scope["method"], scope["path"]):
             await self.proxy(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] in UNTRACED_PATHS:
-            # CONTRACT.md wants X-Trace-Id on every response, probes too. A non-recording span
-            # gives them a trace id without exporting a span per probe every few seconds.
+            # X-Trace-Id belongs on every response (docs/api.md, section 4), probes too. A
+            # non-recording span gives them a trace id without exporting a span per probe every
+            # few seconds.
             context = trace.SpanContext(_ids.generate_trace_id(), _ids.generate_span_id(), False)
             with trace.use_span(trace.NonRecordingSpan(context)):
                 await self.app(scope, receive, send)

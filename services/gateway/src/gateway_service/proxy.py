@@ -6,8 +6,8 @@
     /api/inventory/...  -> inventory  /
     /api/<other>        -> 404
 
-Why plain ASGI and not a FastAPI route: measured on 2 cores (ARCHITECTURE.md), a FastAPI route
-proxying with httpx reached 0.10 of calling the service directly, this shape on aiohttp 0.80.
+Why plain ASGI and not a FastAPI route: measured on 2 cores (services/gateway/README.md), a FastAPI
+route proxying with httpx reached 0.10 of calling the service directly, this shape on aiohttp 0.80.
 So the hot path does only what it must: one prefix match, one token check (a cache hit after the
 first sight of a token), one rule scan, header filtering, and bytes streamed both ways through
 ONE long-lived aiohttp session. No request object, no dependency injection.
@@ -33,6 +33,7 @@ import aiohttp
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
+from relayshop_platform.catalogue import AUTH, CATALOGUE
 from relayshop_platform.errors import (
     BadRequest,
     ContentTooLarge,
@@ -74,13 +75,12 @@ class Upstream:
 
 
 def routing_table(settings: GatewaySettings) -> tuple[Upstream, ...]:
-    return (
-        Upstream("auth", "/auth", settings.auth_url.rstrip("/"), needs_token=False),
-        Upstream("orders", "/api/orders", settings.orders_url.rstrip("/"), needs_token=True),
-        Upstream("payments", "/api/payments", settings.payments_url.rstrip("/"), needs_token=True),
-        Upstream(
-            "inventory", "/api/inventory", settings.inventory_url.rstrip("/"), needs_token=True
-        ),
+    """One route per service of the catalogue that has a prefix. Only auth's is open without a
+    token (it is where tokens come from); everything under /api needs one before it goes on."""
+    return tuple(
+        Upstream(s.name, s.prefix, settings.url(s.name), needs_token=s.name != AUTH)
+        for s in CATALOGUE
+        if s.prefix is not None
     )
 
 

@@ -1,9 +1,9 @@
 """Coarse route rules at the edge: who may reach which /api path at all.
 
-This is the first RBAC layer (ARCHITECTURE.md, "RBAC in layers"). Each service still declares the
-fine rule on every endpoint (roles and ownership), so these rules are defence in depth: they turn
-an obviously forbidden request away before it costs an upstream call, and they never grant more
-than the service would.
+This is the first RBAC layer (docs/architecture.md, "RBAC in layers"). Each service still declares
+the fine rule on every endpoint (roles and ownership), so these rules are defence in depth: they
+turn an obviously forbidden request away before it costs an upstream call, and they never grant
+more than the service would.
 
 Read the table top to bottom; the first rule whose method and path match decides. A path that no
 rule names is open to any signed-in user (a valid, unrevoked, non-service token, checked before
@@ -55,7 +55,7 @@ RULES: tuple[Rule, ...] = (
     # System operations (orders' reconciler, with its own token alone): never from outside.
     internal("/api/inventory/system"),
     internal("/api/payments/system"),
-    # The rules of CONTRACT.md section 5 that say more than "any signed-in role".
+    # The rules of docs/api.md, section 5, that say more than "any signed-in role".
     rule("PUT", rf"/api/inventory/products/{ID}/stock", frozenset({"warehouse", "admin"})),
     rule("POST", rf"/api/payments/{ID}/refund", frozenset({"admin"})),
     rule("POST", r"/api/orders", frozenset({"customer"})),

@@ -15,7 +15,7 @@ Keys hold a SHA-256 of the session id, never the id itself: whoever can read Red
 monitoring tool) still cannot replay a browser's cookie. The id has 256 random bits, so an
 unsalted hash is enough (nothing to brute-force).
 
-Why a lock: refresh tokens are single use (CONTRACT.md section 3) and reusing a spent one revokes
+Why a lock: refresh tokens are single use (docs/api.md, section 3) and reusing a spent one revokes
 the whole session. Two browser tabs refreshing at once would do exactly that, so one request
 refreshes while the others wait, then re-read the session and use the new access token.
 """

@@ -43,7 +43,7 @@ async def reconcile_once(app: FastAPI) -> int:
     if not order_ids:
         return 0
     auth = ServiceAuth(await app.state.service_tokens.token())
-    routes = Routes(settings.inventory_url, settings.payments_url, system=True)
+    routes = Routes(settings.url("inventory"), settings.url("payments"), system=True)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(order_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""Signing key administration (admin only; CONTRACT.md section 6).
+"""Signing key administration (admin only; docs/api.md, section 6).
 
     POST /auth/admin/keys/rotate        a new key signs from now on; the old one stays in the
                                         JWKS until the tokens it signed have expired

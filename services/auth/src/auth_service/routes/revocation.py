@@ -7,7 +7,7 @@
     POST /auth/password                    change the password, then end every session
 
 Each answers only after Redis has recorded the revocation; when it cannot, the answer is 503,
-never a success that did not happen (CONTRACT.md section 6: "refused within one second").
+never a success that did not happen (docs/api.md, section 6: "refused within one second").
 """
 
 from __future__ import annotations

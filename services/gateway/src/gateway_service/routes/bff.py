@@ -540,9 +540,9 @@ async def revocation_check(request: Request) -> JSONResponse:
     host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     hops = [
         ("gateway", f"http://{host}:{port}", "/api/orders"),
-        ("orders", settings.orders_url, "/api/orders"),
-        ("inventory", settings.inventory_url, "/api/inventory/products"),
-        ("payments", settings.payments_url, "/api/payments/revocation-check"),
+        ("orders", settings.url("orders"), "/api/orders"),
+        ("inventory", settings.url("inventory"), "/api/inventory/products"),
+        ("payments", settings.url("payments"), "/api/payments/revocation-check"),
     ]
     http: httpx.AsyncClient = request.app.state.http
     results = []

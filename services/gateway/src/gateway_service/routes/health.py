@@ -12,6 +12,7 @@ import asyncio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from relayshop_platform.catalogue import GATEWAY, service
 
 from ..config import GatewaySettings
 
@@ -33,12 +34,7 @@ async def _probe(http: httpx.AsyncClient, url: str, seconds: float) -> str:
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     settings: GatewaySettings = state.settings
-    upstreams = {
-        "auth": settings.auth_url,
-        "orders": settings.orders_url,
-        "payments": settings.payments_url,
-        "inventory": settings.inventory_url,
-    }
+    upstreams = {name: settings.url(name) for name in service(GATEWAY).calls}
     answers = await asyncio.gather(
         *(
             _probe(state.http, f"{url.rstrip('/')}/readyz", settings.readiness_timeout_seconds)

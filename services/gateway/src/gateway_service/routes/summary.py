@@ -78,7 +78,7 @@ async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) 
     # CurrentUser verified the token (401) and refused a service token (403) before any call out.
     settings: GatewaySettings = request.app.state.settings
     relay = BearerRelay(bearer_token(request))
-    order = await _get(request, "orders", settings.orders_url, f"/api/orders/{order_id}", relay)
+    order = await _get(request, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay)
     if order is None:
         raise NotFound("No such order.")
 
@@ -90,7 +90,7 @@ async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) 
         _get(
             request,
             "inventory",
-            settings.inventory_url,
+            settings.url("inventory"),
             f"/api/inventory/products/{quote(sku, safe='')}",
             relay,
         )
@@ -98,7 +98,7 @@ async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) 
     ]
     if payment_id:
         path = f"/api/payments/{quote(str(payment_id), safe='')}"
-        lookups.append(_get(request, "payments", settings.payments_url, path, relay))
+        lookups.append(_get(request, "payments", settings.url("payments"), path, relay))
     results = await asyncio.gather(*lookups)
     payment = results.pop() if payment_id else None
     return OrderSummary(

@@ -183,7 +183,7 @@ def _saga(request: Request, relay: BearerRelay, deadline: float) -> OrderSaga:
     settings = _settings(request)
     return OrderSaga(
         Calls(request.app.state.http, relay, deadline=deadline),
-        Routes(settings.inventory_url, settings.payments_url),
+        Routes(settings.url("inventory"), settings.url("payments")),
         delay_before_charge=settings.fault_delay_before_charge_seconds,
     )
 

@@ -94,7 +94,7 @@ async def _commit_stock(
 ) -> None:
     """Commit the order's reservation; void the payment if that fails (see the module doc)."""
     settings: PaymentsSettings = request.app.state.settings
-    url = f"{settings.inventory_url}/api/inventory/reservations/{payment.order_id}/commit"
+    url = f"{settings.url('inventory')}/api/inventory/reservations/{payment.order_id}/commit"
     http: httpx.AsyncClient = request.app.state.http
     # Sent once, not retried: commit is idempotent at inventory, but the caller (orders) is
     # waiting, and voiding lets orders compensate cleanly; its reconciler covers the rest.

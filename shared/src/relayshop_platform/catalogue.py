@@ -1,0 +1,89 @@
+"""The service catalogue: the one list of relayshop's services, and what each one is.
+
+Everything else that names the services is derived from this list or checked against it by a test:
+the settings (which neighbours' URLs a service reads), the gateway's routing table, auth's service
+clients and their secrets, the test and benchmark harness (devstack), `make run`'s Procfile,
+docker-compose.yml and the Kubernetes manifests (tools/compose_check.py), the banner and the tools.
+Adding a service is one entry here plus the service's own folder; `make new-service NAME=<name>`
+writes both (docs/adding-a-service.md).
+
+Each entry says:
+- ``name``: the service's name, also its OAuth client id (client_credentials), its Python package
+  (``<name>_service``), its project (``relayshop-<name>``) and its host name in compose/Kubernetes;
+- ``port``: where it listens under ``make run`` (and in compose and Kubernetes);
+- ``prefix``: the path prefix the gateway routes to it, or None for the gateway itself. The path
+  is never rewritten: the service serves the same paths on its own port;
+- ``tables``: whether it owns tables (an Alembic environment in ``<name>_service/migrations``);
+- ``calls``: the services it sends requests to. Its settings hold exactly these neighbours' URLs.
+Its audience, ``urn:relayshop:<name>``, follows from the name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    port: int
+    prefix: str | None
+    tables: bool
+    calls: tuple[str, ...]
+
+    @property
+    def audience(self) -> str:
+        return f"urn:relayshop:{self.name}"
+
+    @property
+    def package(self) -> str:
+        return f"{self.name}_service"
+
+    @property
+    def url_variable(self) -> str:
+        """The environment variable that tells the services calling this one where it is."""
+        return f"RELAYSHOP_{self.name.upper()}_URL"
+
+    @property
+    def local_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+GATEWAY = "gateway"
+AUTH = "auth"
+
+# The services behind the gateway, one entry each.
+_BEHIND_THE_GATEWAY: tuple[Service, ...] = (
+    Service(AUTH, 8001, "/auth", tables=True, calls=()),
+    Service("orders", 8002, "/api/orders", tables=True, calls=(AUTH, "inventory", "payments")),
+    Service("payments", 8003, "/api/payments", tables=True, calls=(AUTH, "inventory")),
+    Service("inventory", 8004, "/api/inventory", tables=True, calls=(AUTH,)),
+    # make new-service adds its entry above this line
+)
+# The gateway calls every service it routes to (its readiness check asks each of them too).
+CATALOGUE: tuple[Service, ...] = (
+    Service(GATEWAY, 8000, None, tables=False, calls=tuple(s.name for s in _BEHIND_THE_GATEWAY)),
+    *_BEHIND_THE_GATEWAY,
+)
+
+SERVICES: dict[str, Service] = {service.name: service for service in CATALOGUE}
+SERVICE_NAMES: tuple[str, ...] = tuple(SERVICES)
+# The services that own tables, each with its Alembic environment (migrate.py).
+SERVICES_WITH_TABLES: tuple[str, ...] = tuple(s.name for s in CATALOGUE if s.tables)
+# The OAuth clients auth accepts for client_credentials (RFC 6749 section 4.4): every service that
+# calls another one. auth itself calls nobody.
+SERVICE_CLIENTS: tuple[str, ...] = tuple(s.name for s in CATALOGUE if s.calls)
+
+
+def service(name: str) -> Service:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise KeyError(
+            f"{name!r} is not in the service catalogue ({', '.join(SERVICES)})"
+        ) from None
+
+
+def callers_of(name: str) -> tuple[str, ...]:
+    """The services that call ``name`` (the other side of ``calls``)."""
+    return tuple(s.name for s in CATALOGUE if name in s.calls)
