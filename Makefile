@@ -28,7 +28,7 @@ export RELAYSHOP_PAYMENTS_PORT RELAYSHOP_INVENTORY_PORT RELAYSHOP_REDIS_PORT RED
 export RELAYSHOP_AUTH_URL RELAYSHOP_ORDERS_URL RELAYSHOP_PAYMENTS_URL RELAYSHOP_INVENTORY_URL
 export RELAYSHOP_GATEWAY_URL
 
-.PHONY: help sync run test lint compose-check compose-smoke bench bench-revocation bench-tracing load demo trace clean
+.PHONY: help sync run test lint compose-check compose-smoke new-service bench bench-revocation bench-tracing load demo trace clean
 
 help:
 	@echo "make run            start the whole system (gateway http://127.0.0.1:8000)"
@@ -36,6 +36,7 @@ help:
 	@echo "make lint           ruff and mypy"
 	@echo "make compose-check  validate docker-compose, Dockerfiles and Kubernetes manifests"
 	@echo "make compose-smoke  build the images, docker compose up, use it, down (root, Debian; CI)"
+	@echo "make new-service NAME=<name>   add a service, wired in everywhere (docs/adding-a-service.md)"
 	@echo "make demo           scripted walk-through against a running stack (make run)"
 	@echo "make trace ID=...   print one request as a waterfall tree"
 	@echo "make load           Locust, headless, with failure and p95 thresholds"
@@ -55,6 +56,11 @@ test: sync
 
 compose-check: sync
 	$(VENV)/python tools/compose_check.py
+
+# A new service from tools/service_template/, wired into the catalogue, compose and Kubernetes.
+new-service: sync
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name>" >&2; exit 2; }
+	$(VENV)/python tools/new_service.py $(NAME)
 
 # The real thing: images built, `docker compose up --wait`, used through the gateway, then down -v.
 # Needs root on Debian or Ubuntu (it installs docker.io and starts dockerd when none runs).

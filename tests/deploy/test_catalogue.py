@@ -55,8 +55,8 @@ def test_the_catalogue_is_consistent() -> None:
 
 
 def test_an_unknown_name_is_a_clear_error() -> None:
-    with pytest.raises(KeyError, match="'shipping' is not in the service catalogue"):
-        service("shipping")
+    with pytest.raises(KeyError, match="'no-such-service' is not in the service catalogue"):
+        service("no-such-service")
 
 
 @pytest.fixture
