@@ -70,7 +70,7 @@ compose-smoke: sync
 lint: sync
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy shared/src services/*/src
+	$(VENV)/mypy shared/src devtools/src services/*/src
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 redis_url   a real Redis server: the embedded one (started here, on a free port), or the one named
             by RELAYSHOP_TEST_REDIS_URL (CI points it at the system Redis).
-test_key    a throwaway RSA key (relayshop_platform.testing.TestKey) to mint any token with.
+test_key    a throwaway RSA key (relayshop_devtools.testing.TestKey) to mint any token with.
 caller      request headers with test_key's tokens: a user's, and a calling service's beside it.
 fake_auth   a real HTTP server on a free port that serves test_key's JWKS and answers the
             client_credentials grant with a service token, so one service can be tested alone.
@@ -25,9 +25,9 @@ from urllib.parse import parse_qs
 
 import pytest
 import redis
-from relayshop_platform.devstack import free_port
-from relayshop_platform.embedded_redis import redis_args
-from relayshop_platform.testing import Caller, TestKey
+from relayshop_devtools.devstack import free_port
+from relayshop_devtools.embedded_redis import redis_args
+from relayshop_devtools.testing import Caller, TestKey
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
     .venv/bin/python tools/bench.py            # about a minute
     .venv/bin/python tools/bench.py --quick    # 1-second rounds: checks that every row works
 
-It starts its own stack (relayshop_platform.devstack, under var/bench-stack, wiped first), then:
+It starts its own stack (relayshop_devtools.devstack, under var/bench-stack, wiped first), then:
 - read path: GET /api/orders/{id} at 32 connections, through the gateway and straight at orders
   with the same token, alternated round by round so that drift hits both sides alike; the ratio
   of the two throughputs is the cost of the edge (token check, rules, one more hop);
@@ -37,9 +37,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from relayshop_platform.devstack import Client, Stack, make_stack
+from relayshop_devtools.devstack import Client, Stack, make_stack
+from relayshop_devtools.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
 from relayshop_platform.revocation import RevocationMirror
-from relayshop_platform.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
 from relayshop_platform.tokens import TokenVerifier
 from relayshop_platform.tracing import describe_sampling
 

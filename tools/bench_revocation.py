@@ -3,7 +3,7 @@
     .venv/bin/python tools/bench_revocation.py                    # 100 revocations, ~30 s
     .venv/bin/python tools/bench_revocation.py --revocations 50
 
-It starts its own stack (relayshop_platform.devstack, in a temporary directory), then, for each
+It starts its own stack (relayshop_devtools.devstack, in a temporary directory), then, for each
 revocation: signs alice in, uses the fresh token once at every service (so that every verifier
 holds it in its cache: the revocation must beat a cache hit), sends POST /auth/logout straight to
 auth and, at the same moment, starts polling the gateway, orders, payments and inventory
@@ -32,7 +32,7 @@ import httpx
 import jwt
 import redis.asyncio as aioredis
 from httpx_aiohttp import AiohttpTransport
-from relayshop_platform.devstack import PASSWORDS, Stack, make_stack
+from relayshop_devtools.devstack import PASSWORDS, Stack, make_stack
 from relayshop_platform.revocation import CHANNEL
 
 SERVICES = ("gateway", "orders", "payments", "inventory")

@@ -3,7 +3,7 @@
     .venv/bin/python tools/bench_tracing.py              # about 45 s
     .venv/bin/python tools/bench_tracing.py --seconds 2  # shorter rounds
 
-Three stacks run side by side (relayshop_platform.devstack, under var/bench-tracing, wiped first),
+Three stacks run side by side (relayshop_devtools.devstack, under var/bench-tracing, wiped first),
 the same code with different standard OpenTelemetry settings:
 
     off       OTEL_SDK_DISABLED=true          nothing instrumented, no span made
@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench import Load, Result, run_load  # the one load generator, tools/bench.py
-from relayshop_platform.devstack import Client, Stack
+from relayshop_devtools.devstack import Client, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/inventory/products"

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "deploy/ci"

@@ -5,7 +5,7 @@
 
 It uses the stack at RELAYSHOP_GATEWAY_URL (default http://127.0.0.1:8000) when its /readyz
 answers 200, for instance one ``make run`` started. Otherwise it starts its own fresh stack
-(relayshop_platform.devstack, under var/load-stack, wiped first) and stops it afterwards; that
+(relayshop_devtools.devstack, under var/load-stack, wiped first) and stops it afterwards; that
 stack issues 30-second access tokens (LOAD_TOKEN_TTL_SECONDS), so that the shoppers' refreshes
 and the intruders' expired tokens happen within a one-minute run.
 
@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from relayshop_platform.devstack import make_stack
+from relayshop_devtools.devstack import make_stack
 from relayshop_platform.tracing import describe_sampling
 
 ROOT = Path(__file__).resolve().parent.parent

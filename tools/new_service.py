@@ -157,17 +157,7 @@ def plan(name: str, port: int) -> dict[Path, str]:
             else _missing("catalogue.py", CATALOGUE_MARKER)
         ),
     )
-    edit(
-        "pyproject.toml",
-        lambda t: insert_after_last(
-            insert_after_last(
-                t, r'^    "relayshop-\w+",$', f'    "relayshop-{name}",\n', "pyproject"
-            ),
-            r"^relayshop-\w+ = \{ workspace = true \}$",
-            f"relayshop-{name} = {{ workspace = true }}\n",
-            "pyproject.toml",
-        ),
-    )
+    edit("pyproject.toml", lambda t: _workspace(t, name))
     edit("Procfile", lambda t: _copy_line(t, rf"^{MODEL}: .*$", name, port, "Procfile"))
     edit("Makefile", lambda t: _makefile(t, name, port))
     edit("docker-compose.yml", lambda t: _compose(t, name, port))
@@ -196,6 +186,19 @@ def _copy_line(text: str, pattern: str, name: str, port: int, where: str) -> str
     if match is None:
         raise ScaffoldError(f"{where}: no line matches {pattern!r}")
     return insert_after_last(text, pattern, renamed(match.group(0), name, port) + "\n", where)
+
+
+def _workspace(text: str, name: str) -> str:
+    """relayshop-<name> in the root project's dependencies, and as a workspace source."""
+    start = text.find("\ndependencies = [\n")
+    end = text.find("\n]\n", start)
+    if start < 0 or end < 0:
+        raise ScaffoldError("pyproject.toml: no [project] dependencies list")
+    text = text[:end] + f'\n    "relayshop-{name}",' + text[end:]
+    return insert_after_last(
+        text, r"^relayshop-\w+ = \{ workspace = true \}$",
+        f"relayshop-{name} = {{ workspace = true }}\n", "pyproject.toml",
+    )  # fmt: skip
 
 
 def _makefile(text: str, name: str, port: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from relayshop_devtools.testing import TestKey
 from relayshop_platform.jwks import JWKSCache
-from relayshop_platform.testing import TestKey
 
 
 async def test_get_loads_known_kid_and_rate_limits_unknown_kids(fake_auth) -> None:

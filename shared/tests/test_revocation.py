@@ -7,9 +7,9 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from relayshop_devtools.testing import TestKey
 from relayshop_platform.errors import InvalidToken, UpstreamUnavailable
 from relayshop_platform.revocation import JTI_KEY, NBF_KEY, RevocationMirror, RevocationStore
-from relayshop_platform.testing import TestKey
 from relayshop_platform.tokens import principal_from_claims
 
 

@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from relayshop_devtools.testing import DROP, TestKey
 from relayshop_platform.errors import InvalidToken, install_error_handlers
 from relayshop_platform.security import CurrentUser, require_roles
-from relayshop_platform.testing import DROP, TestKey
 from relayshop_platform.tokens import TokenVerifier
 
 

@@ -17,10 +17,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
+from relayshop_devtools.testing import TestKey
 from relayshop_platform.errors import install_error_handlers
 from relayshop_platform.logs import AccessLogMiddleware, JsonFormatter
 from relayshop_platform.security import CurrentUser, require_caller, require_roles
-from relayshop_platform.testing import TestKey
 from relayshop_platform.tokens import TokenVerifier
 from relayshop_platform.tracing import JsonLinesSpanExporter, RedactQueryString, telemetry_config
 

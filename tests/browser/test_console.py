@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import redis
-from relayshop_platform.devstack import Client, Stack, free_port, make_stack
+from relayshop_devtools.devstack import Client, Stack, free_port, make_stack
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():

@@ -12,7 +12,7 @@ import pytest
 from auth_service.config import AuthSettings
 from gateway_service.config import GatewaySettings
 from gateway_service.proxy import routing_table
-from relayshop_platform import devstack
+from relayshop_devtools import devstack
 from relayshop_platform.catalogue import (
     AUTH,
     CATALOGUE,

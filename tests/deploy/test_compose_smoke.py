@@ -20,7 +20,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

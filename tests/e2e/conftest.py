@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from relayshop_platform.devstack import Client, Stack, make_stack
+from relayshop_devtools.devstack import Client, Stack, make_stack
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from relayshop_platform.devstack import PASSWORDS, Client, Stack
+from relayshop_devtools.devstack import PASSWORDS, Client, Stack
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.")
 ORDER = {"items": [{"sku": "CB-005", "quantity": 1}], "payment_method": "pm_card_visa"}

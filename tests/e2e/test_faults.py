@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from relayshop_platform.devstack import Client, Stack, make_stack
+from relayshop_devtools.devstack import Client, Stack, make_stack
 
 SAGA_TIMEOUT = 3.0
 FINAL_WITHIN = 30.0

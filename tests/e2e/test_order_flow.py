@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from relayshop_platform.devstack import Client, Stack
+from relayshop_devtools.devstack import Client, Stack
 
 ORDER = {"items": [{"sku": "KB-001", "quantity": 2}], "payment_method": "pm_card_visa"}
 

@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 import redis
-from relayshop_platform.devstack import Client, Stack, make_stack
+from relayshop_devtools.devstack import Client, Stack, make_stack
 from relayshop_platform.revocation import JTI_KEY
 
 MAX_STALENESS = 3.0  # RELAYSHOP_REVOCATION_MAX_STALENESS_SECONDS of this stack

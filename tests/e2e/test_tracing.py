@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from relayshop_platform.devstack import PASSWORDS, SERVICES, Client, Stack, make_stack
+from relayshop_devtools.devstack import PASSWORDS, SERVICES, Client, Stack, make_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("relayshop_trace_tool", ROOT / "tools/trace.py")

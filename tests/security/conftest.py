@@ -33,7 +33,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from relayshop_platform.devstack import PASSWORDS, Stack, free_port, make_stack
+from relayshop_devtools.devstack import PASSWORDS, Stack, free_port, make_stack
 
 # Small limits with a short window: the brute-force tests hit them and then watch them end.
 THROTTLE_ENV = {

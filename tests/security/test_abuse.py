@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from relayshop_platform.devstack import PASSWORDS
+from relayshop_devtools.devstack import PASSWORDS
 
 WINDOW_SECONDS = 3  # RELAYSHOP_LOGIN_FAILURE_WINDOW_SECONDS of the suite's stack (conftest.py)
 MAX_PER_USERNAME = 5

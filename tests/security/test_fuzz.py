@@ -23,8 +23,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from relayshop_devtools.devstack import PASSWORDS
 from relayshop_platform.catalogue import SERVICE_NAMES
-from relayshop_platform.devstack import PASSWORDS
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,

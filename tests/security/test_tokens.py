@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
-from relayshop_platform.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
+from relayshop_devtools.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
 
 ORDER = {"items": [{"sku": "CB-005", "quantity": 1}], "payment_method": "pm_card_visa"}
 WEAK_SECRETS = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jwt
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
 
 
 def assert_refused(api, access_token: str) -> None:

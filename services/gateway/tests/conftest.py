@@ -22,8 +22,8 @@ import pytest
 import uvicorn
 from aiohttp import web
 from gateway_service.main import GatewayASGI, create_app
-from relayshop_platform.devstack import free_port
-from relayshop_platform.testing import TestKey
+from relayshop_devtools.devstack import free_port
+from relayshop_devtools.testing import TestKey
 
 JWKS_PATH = "/auth/.well-known/jwks.json"
 

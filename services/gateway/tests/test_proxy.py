@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
+from relayshop_devtools.testing import TestKey
 from relayshop_platform.revocation import RevocationStore
-from relayshop_platform.testing import TestKey
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 

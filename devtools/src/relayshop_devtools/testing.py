@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-
-from .security import SERVICE_TOKEN_HEADER
+from relayshop_platform.security import SERVICE_TOKEN_HEADER
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient

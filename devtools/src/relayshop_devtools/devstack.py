@@ -27,8 +27,8 @@ from typing import IO
 
 import httpx
 import redis
+from relayshop_platform.catalogue import AUTH, CATALOGUE, GATEWAY, SERVICES_WITH_TABLES
 
-from .catalogue import AUTH, CATALOGUE, GATEWAY, SERVICES_WITH_TABLES
 from .embedded_redis import redis_args
 
 # Every service of the catalogue, auth first (the others load its keys at start) and the gateway
