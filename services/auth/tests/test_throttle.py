@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from auth_service.throttle import client_address
 from starlette.requests import Request
@@ -23,6 +24,38 @@ def test_sign_in_answers_429_after_ten_failures(api) -> None:
     assert 1 <= int(response.headers["retry-after"]) <= 300
     assert response.json()["error"] == "slow_down"
     assert api.sign_in("bob").status_code == 200  # other accounts are not affected
+
+
+def test_concurrent_wrong_passwords_never_pass_the_limit(api) -> None:
+    """Thirty guesses at once, limit ten: each attempt is counted before its hash, so no more
+    than ten are ever checked (a counter read before and written after lets them all through)."""
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda _: api.sign_in("alice", "wrong-password"), range(30)))
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [400] * 10 + [429] * 20
+
+
+def test_concurrent_wrong_current_passwords_never_pass_the_limit(api) -> None:
+    token = api.login("bob")["access_token"]
+    change = {"current_password": "wrong-password", "new_password": "a-new-password"}
+
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(
+            pool.map(lambda _: api.post("/auth/password", token, json=change), range(30))
+        )
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [422] * 10 + [429] * 20  # 422: "the current password is incorrect"
+
+
+def test_successful_sign_ins_do_not_use_up_the_address_budget(monkeypatch, make_api) -> None:
+    monkeypatch.setenv("RELAYSHOP_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
+    api = make_api()
+    for _ in range(5):
+        api.login("alice")
+
+    assert api.sign_in("alice").status_code == 200
 
 
 def test_sign_in_throttles_unknown_usernames_too(api) -> None:

@@ -52,7 +52,7 @@ def create_app() -> FastAPI:
         app.state.revoker = Revoker(RevocationStore(redis), app.state.revocations)
         app.state.throttle = LoginThrottle(
             redis,
-            max_per_username=settings.login_max_failures_per_username,
+            max_per_account=settings.login_max_failures_per_username,
             max_per_address=settings.login_max_failures_per_address,
             window_seconds=settings.login_failure_window_seconds,
         )
