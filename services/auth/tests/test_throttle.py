@@ -49,6 +49,34 @@ def test_concurrent_wrong_current_passwords_never_pass_the_limit(api) -> None:
     assert statuses == [422] * 10 + [429] * 20  # 422: "the current password is incorrect"
 
 
+def client_credentials(api, secret: str, client_id: str = "orders"):
+    return api.client.post(
+        "/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+
+
+def test_guessing_a_client_secret_is_throttled_per_client(api) -> None:
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda _: client_credentials(api, "guess"), range(30)))
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * 10 + [429] * 20
+    refused = client_credentials(api, "orders-demo-secret")  # even the right secret waits
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "slow_down"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert client_credentials(api, "payments-demo-secret", "payments").status_code == 200
+
+
+def test_guessing_client_secrets_is_throttled_per_address(monkeypatch, make_api) -> None:
+    monkeypatch.setenv("RELAYSHOP_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
+    api = make_api()
+    for client_id in ("orders", "payments", "inventory"):
+        assert client_credentials(api, "guess", client_id).status_code == 401
+
+    assert client_credentials(api, "gateway-demo-secret", "gateway").status_code == 429
+
+
 def test_successful_sign_ins_do_not_use_up_the_address_budget(monkeypatch, make_api) -> None:
     monkeypatch.setenv("RELAYSHOP_LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
     api = make_api()

@@ -25,7 +25,7 @@ from .oauth import OAuthError, invalid_request
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
 from .revoker import Revoker
 from .sessions import RefreshRejected, issue_tokens, redeem_refresh_token, start_session
-from .throttle import LoginThrottle, client_address, user_account
+from .throttle import LoginThrottle, client_account, client_address, user_account
 from .tokens import SERVICE_SCOPE, mint_access_token
 
 # What a user token may be granted; the default (no scope asked) is all of them.
@@ -144,13 +144,19 @@ async def client_credentials_grant(
     settings: AuthSettings,
     keys: KeyStore,
     passwords: Passwords,
+    throttle: LoginThrottle,
 ) -> TokenResponse:
     client_id, secret = basic_credentials(request)
     scope = granted_scope(form.get("scope"), (SERVICE_SCOPE,))
+    # A client secret is a password too (RFC 6749 section 10.10, online guessing): the same
+    # throttle, per client and per address, before any hashing.
+    account, address = client_account(client_id), client_address(request, settings.trusted_proxies)
+    await reserve_attempt(throttle, account, address)
     client = await db.get(Client, client_id)
     valid = await passwords.verify_or_dummy(secret, client.secret_hash if client else None)
     if client is None or not valid:
         raise invalid_client("The client is unknown or its secret is wrong.")
+    await attempt_succeeded(throttle, account, address)
     access = mint_access_token(
         keys,
         issuer=settings.issuer,
