@@ -129,6 +129,7 @@ def create_service_app(
             leeway_seconds=settings.leeway_seconds,
             max_token_bytes=settings.max_token_bytes,
             revocations=mirror,
+            max_lifetime_seconds=settings.access_token_ttl_seconds,
         )
         engine = sessionmaker = None
         if metadata is not None:

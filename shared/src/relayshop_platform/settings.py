@@ -53,6 +53,10 @@ class PlatformSettings(BaseSettings):
     issuer: str = "http://localhost:8000/auth"
     audience: str = "relayshop"
     leeway_seconds: int = 5
+    # Auth issues access tokens for this long; every hop refuses one whose exp - iat exceeds it
+    # (plus the leeway), and keeps none in its verified-token cache for longer. Short-lived
+    # access tokens keep revocation cheap; refresh tokens carry the long session.
+    access_token_ttl_seconds: int = Field(default=300, ge=1, le=3600)
     # Bounded work for hostile input: no honest access token is anywhere near this size.
     max_token_bytes: int = 8192
     jwks_min_refetch_seconds: float = 5.0

@@ -26,8 +26,8 @@ class AuthSettings(PlatformSettings):
     port: int = 8001
     client_secret: str = "auth-demo-secret"
 
-    # Short-lived access tokens keep revocation cheap; refresh tokens carry the long session.
-    access_token_ttl_seconds: int = Field(default=300, ge=1, le=3600)
+    # access_token_ttl_seconds (how long access tokens live) is a platform setting: every
+    # verifier bounds a token's lifetime by it.
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     # Private signing keys live here (0700 dir, 0600 files). Default: <data_dir>/keys.
     keys_dir: Path | None = None
