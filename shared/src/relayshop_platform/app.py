@@ -106,7 +106,11 @@ def create_service_app(
             None
             if local_keys is not None
             else JWKSCache(
-                settings.jwks_url, http, min_refetch_seconds=settings.jwks_min_refetch_seconds
+                settings.jwks_url,
+                http,
+                min_refetch_seconds=settings.jwks_min_refetch_seconds,
+                refresh_seconds=settings.jwks_refresh_seconds,
+                on_keys_removed=lambda: verifier.forget(),
             )
         )
 

@@ -60,6 +60,9 @@ class PlatformSettings(BaseSettings):
     # Bounded work for hostile input: no honest access token is anywhere near this size.
     max_token_bytes: int = 8192
     jwks_min_refetch_seconds: float = 5.0
+    # Every service refetches the JWKS this often, whatever Redis announced: the longest a
+    # retired key stays trusted when its announcement is lost.
+    jwks_refresh_seconds: float = Field(default=60.0, gt=0)
     # How long a service keeps trusting its revocation mirror while Redis is unreachable
     # (see the README, "When Redis is down"). After that it fails closed with 503.
     revocation_max_staleness_seconds: float = 30.0
