@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,9 +39,11 @@ SERVICES = {"gateway": 8000, "auth": 8001, "orders": 8002, "payments": 8003, "in
 # Containers that are not relayshop services (no settings class to compare with).
 INFRASTRUCTURE = {"postgres", "redis", "jaeger"}
 # Read by libraries or the interpreter, not by a settings class: OpenTelemetry's SDK reads OTEL_*,
-# Python reads PYTHON*, and tracing.py reads RELAYSHOP_TRACE_FILE directly.
+# Python reads PYTHON*, tracing.py reads RELAYSHOP_TRACE_FILE directly, and uvicorn reads
+# FORWARDED_ALLOW_IPS (which must trust what RELAYSHOP_TRUSTED_PROXIES trusts: check_proxies).
 ALLOWED_PREFIXES = ("OTEL_", "PYTHON")
-ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE"}
+ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE", "FORWARDED_ALLOW_IPS"}
+UVICORN_TRUSTED_DEFAULT = "127.0.0.1,::1"
 # Only these may be published on the host by docker-compose.yml (the dev override may add more).
 PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
 K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
@@ -139,6 +143,23 @@ def check_urls(where: str, env: dict[str, str]) -> Iterator[str]:
         value = env.get(f"RELAYSHOP_{service.upper()}_URL")
         if value is not None and urlsplit(value).port != port:
             yield f"{where}: RELAYSHOP_{service.upper()}_URL={value} is not port {port}"
+
+
+def check_proxies(where: str, env: dict[str, str]) -> Iterator[str]:
+    """uvicorn (FORWARDED_ALLOW_IPS) and the services (RELAYSHOP_TRUSTED_PROXIES) must believe
+    X-Forwarded-For from the same networks, or a client's address is read two ways."""
+    ours = env.get("RELAYSHOP_TRUSTED_PROXIES")
+    if ours is None:
+        return
+    uvicorn = env.get("FORWARDED_ALLOW_IPS", UVICORN_TRUSTED_DEFAULT)
+    try:
+        trusted = {ip_network(str(net), strict=False) for net in json.loads(ours)}
+        allowed = {ip_network(net.strip(), strict=False) for net in uvicorn.split(",")}
+    except ValueError as exc:
+        yield f"{where}: trusted proxies unreadable ({exc})"
+        return
+    if trusted != allowed:
+        yield f"{where}: FORWARDED_ALLOW_IPS={uvicorn!r} != RELAYSHOP_TRUSTED_PROXIES={ours}"
 
 
 # ---------------------------------------------------------------- tools run as subprocesses
@@ -242,6 +263,7 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                 f"{where}: {key} is read by nothing" for key in env if not is_read(key, settings)
             ]
             problems += list(check_urls(where, env))
+            problems += list(check_proxies(where, env))
             problems += [
                 f"{where}: {what} {port} != {SERVICES[name]}"
                 for what, port in compose_ports(name, service)
@@ -395,6 +417,7 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
             f"{service}: {key} is read by nothing" for key in env if not is_read(key, settings)
         ]
         problems += list(check_urls(service, env))
+        problems += list(check_proxies(service, env))
         if complete:
             problems += [
                 f"{service}: required setting {key} is not set"

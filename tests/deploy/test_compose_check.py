@@ -254,6 +254,24 @@ def test_kubernetes_parity_fails_on_unread_config_key(tmp_path: Path) -> None:
     assert any("RELAYSHOP_ISSUER_URL is read by nothing" in line for line in failures), failures
 
 
+def test_parity_fails_when_uvicorn_trusts_other_proxies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        'FORWARDED_ALLOW_IPS: "172.30.99.10/32"',
+        'FORWARDED_ALLOW_IPS: "10.0.0.0/8"',
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("FORWARDED_ALLOW_IPS='10.0.0.0/8'" in line for line in failures), failures
+    k8s = copy_k8s(tmp_path)
+    config = k8s / "base" / "config.yaml"
+    config.write_text(config.read_text().replace('FORWARDED_ALLOW_IPS: "10.0.0.0/8"', ""))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("FORWARDED_ALLOW_IPS='127.0.0.1,::1'" in line for line in failures), failures
+
+
 def test_kubernetes_fails_on_invalid_manifest(tmp_path: Path) -> None:
     k8s = copy_k8s(tmp_path)
     orders = k8s / "base" / "orders.yaml"

@@ -45,8 +45,6 @@ class AuthSettings(PlatformSettings):
     login_max_failures_per_username: int = Field(default=10, ge=1)
     login_max_failures_per_address: int = Field(default=50, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
-    # X-Forwarded-For is believed only when the direct peer is one of these (the gateway).
-    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
 
     cors_origins: list[str] = LOCAL_DOCS_ORIGINS
     redis_timeout_seconds: float = 2.0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from fastapi import Request
@@ -87,12 +88,16 @@ def _digest(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def client_address(request: Request, trusted_proxies: list[str]) -> str:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
     """The caller's address. X-Forwarded-For counts only when our direct peer is a trusted
-    proxy (the gateway); then the right-most entry that is not itself a trusted proxy wins,
-    because everything left of it was written by the client and can be forged."""
+    proxy (the gateway; in a cluster, any address of the pod range); then the right-most entry
+    that is not itself a trusted proxy wins, because everything left of it was written by the
+    client and can be forged (RFC 7239 section 8.1 says the same of Forwarded)."""
     peer = request.client.host if request.client else "unknown"
-    if peer not in trusted_proxies:
+    if not _within(peer, trusted_proxies):
         return peer
     forwarded = [
         part.strip()
@@ -100,10 +105,18 @@ def client_address(request: Request, trusted_proxies: list[str]) -> str:
         if part.strip()
     ]
     for candidate in reversed(forwarded):
-        if candidate in trusted_proxies:
-            continue
         try:
-            return str(ipaddress.ip_address(candidate))
+            address = ipaddress.ip_address(candidate)
         except ValueError:
             return peer  # garbage in the header: fall back to what we know for sure
+        if not any(address in network for network in trusted_proxies):
+            return str(address)
     return peer
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
