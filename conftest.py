@@ -29,6 +29,9 @@ from relayshop_platform.devstack import free_port
 from relayshop_platform.embedded_redis import redis_args
 from relayshop_platform.testing import Caller, TestKey
 
+# Unset, RELAYSHOP_ENV means production (demo secrets refused): the tests say "test" explicitly.
+os.environ.setdefault("RELAYSHOP_ENV", "test")
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

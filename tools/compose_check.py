@@ -209,6 +209,11 @@ def build_args(service: dict[str, Any]) -> dict[str, str] | None:
     return {str(key): "" if value is None else str(value) for key, value in args.items()}
 
 
+def published_on_loopback(entry: Any) -> bool:
+    host = entry.get("host_ip", "") if isinstance(entry, dict) else str(entry).rsplit(":", 2)[0]
+    return str(host) == "127.0.0.1"
+
+
 def compose_ports(name: str, service: dict[str, Any]) -> Iterator[tuple[str, int]]:
     """(what, port) pairs that must equal the service's port."""
     for entry in service.get("ports") or []:
@@ -277,6 +282,12 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                 if args is not None and args.get(key) != expected:
                     problems.append(f"{where}: build arg {key}={args.get(key)} != {expected}")
             if path != base:
+                # A development override may publish more, on the host's loopback only.
+                problems += [
+                    f"{where}: port {entry} is published on every interface, not 127.0.0.1"
+                    for entry in service.get("ports") or []
+                    if not published_on_loopback(entry)
+                ]
                 continue
             command = service.get("command") or []
             migrate = f"python -m relayshop_platform.migrate {name} &&"

@@ -17,7 +17,8 @@ HEADER = """\
 # Every setting relayshop reads, with its default. Copy to .env and edit what you need
 # (honcho loads .env under `make run`; compose reads it too). Variables are per process:
 # RELAYSHOP_CLIENT_SECRET, DATABASE_URL and the like mean "this service's own".
-# RELAYSHOP_ENV=production refuses every demo secret and the demo accounts.
+# RELAYSHOP_ENV=production, the default when unset, refuses every demo secret and the demo
+# accounts; `make run`, the tests and compose's demo set development (or test) explicitly.
 """
 
 

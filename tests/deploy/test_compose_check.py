@@ -94,6 +94,16 @@ def test_parity_fails_on_unread_variable_in_override(
     assert any("RELAYSHOP_RELOAD is read by nothing" in line for line in failures), failures
 
 
+def test_parity_fails_on_override_port_on_every_interface(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    override = broken_copy(tmp_path, OVERRIDE, '"127.0.0.1:8003:8003"', '"8003:8003"')
+    failures = compose_failures(capsys, COMPOSE, override)
+    assert any("port 8003:8003 is published on every interface" in line for line in failures), (
+        failures
+    )
+
+
 def test_parity_fails_on_missing_required_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,7 +2,8 @@
 
 Every value comes from an environment variable named ``RELAYSHOP_<FIELD>`` (``DATABASE_URL`` and
 ``REDIS_URL`` also work unprefixed); ``.env.example`` lists them all with their defaults.
-``RELAYSHOP_ENV=production`` refuses to start with any of the demo secrets or the demo accounts.
+``RELAYSHOP_ENV=production`` (the default when unset) refuses to start with any of the demo
+secrets or the demo accounts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAYSHOP_", extra="ignore")
 
     service_name: str = "relayshop"
-    env: Literal["development", "test", "production"] = "development"
+    # Unset means production: a fork deployed without thinking refuses the demo secrets and the
+    # demo accounts instead of running with them. `make run`, the tests and compose's demo say
+    # development (or test) explicitly.
+    env: Literal["development", "test", "production"] = "production"
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("var")
