@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AliasChoices, AliasPath, TypeAdapter, ValidationError
+from relayshop_platform.redis_acl import HEALTH_CHECK, RULES, redis_server_args, service_of
 from relayshop_platform.settings import SERVICES_WITH_TABLES, PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,7 @@ UVICORN_TRUSTED_DEFAULT = "127.0.0.1,::1"
 PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
 K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
 _REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]+\}|\$\(([A-Z0-9_]+)\)")
 # Where a separate step migrates first, the service must not load Alembic again (settings.py).
 MIGRATE_ON_START = "RELAYSHOP_MIGRATE_ON_START"
 
@@ -143,6 +145,24 @@ def check_urls(where: str, env: dict[str, str]) -> Iterator[str]:
         value = env.get(f"RELAYSHOP_{service.upper()}_URL")
         if value is not None and urlsplit(value).port != port:
             yield f"{where}: RELAYSHOP_{service.upper()}_URL={value} is not port {port}"
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    return "${" + (match.group(1) or match.group(2)) + "}"
+
+
+def redis_acl_problems(where: str, command: list[Any]) -> Iterator[str]:
+    """A Redis command line has exactly the ACL users of relayshop_platform/redis_acl.py, each
+    with its service's <SERVICE>_REDIS_PASSWORD (compose's ${NAME:?message} or Kubernetes'
+    $(NAME)), and the default user PING only (the healthcheck)."""
+    command = [_PLACEHOLDER.sub(_placeholder, str(arg)) for arg in command]
+    passwords = {name: f"${{{name.upper()}_REDIS_PASSWORD}}" for name in map(service_of, RULES)}
+    expected = redis_server_args(
+        passwords, default_password="${REDIS_PASSWORD}", default_rules=HEALTH_CHECK
+    )
+    users = command[command.index("--user") :] if "--user" in command else []
+    if users != expected:
+        yield f"{where}: the redis command's --user rules differ from redis_acl.py"
 
 
 def check_proxies(where: str, env: dict[str, str]) -> Iterator[str]:
@@ -246,6 +266,9 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
     }
     if ours != set(SERVICES):
         problems.append(f"{base.name}: services {sorted(ours)} != {sorted(SERVICES)}")
+    if "redis" in base_services:
+        command = base_services["redis"].get("command") or []
+        problems += redis_acl_problems(f"{base.name}: redis", command)
     for name, service in base_services.items():
         published = {
             int(
@@ -269,6 +292,10 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
             ]
             problems += list(check_urls(where, env))
             problems += list(check_proxies(where, env))
+            if path == base and _PLACEHOLDER.sub(
+                _placeholder, env.get("RELAYSHOP_REDIS_PASSWORD", "")
+            ) != (f"${{{name.upper()}_REDIS_PASSWORD}}"):
+                problems.append(f"{where}: RELAYSHOP_REDIS_PASSWORD is not its own Redis user's")
             problems += [
                 f"{where}: {what} {port} != {SERVICES[name]}"
                 for what, port in compose_ports(name, service)
@@ -394,6 +421,10 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
         (doc["kind"], doc["metadata"]["name"]): doc for doc in documents
     }
     deployments = {n for (kind, n) in by_kind if kind == "Deployment"}
+    redis = by_kind.get(("StatefulSet", "redis"))
+    if redis is not None:
+        args = redis["spec"]["template"]["spec"]["containers"][0].get("args") or []
+        problems += redis_acl_problems("redis", args)
     if deployments - INFRASTRUCTURE != set(SERVICES):
         problems.append(f"Deployments {sorted(deployments)} != {sorted(SERVICES)}")
     for service, port in SERVICES.items():

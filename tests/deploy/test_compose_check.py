@@ -104,6 +104,39 @@ def test_parity_fails_on_override_port_on_every_interface(
     )
 
 
+def test_parity_fails_when_compose_redis_acl_drifts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # orders allowed to publish: one word, and a compromised orders could forge revocations.
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        '"--user", "orders", "reset", "on", ">${ORDERS_REDIS_PASSWORD:?set ORDERS_REDIS_PASSWORD '
+        'in .env}", "resetchannels",',
+        '"--user", "orders", "reset", "on", ">${ORDERS_REDIS_PASSWORD:?set ORDERS_REDIS_PASSWORD '
+        'in .env}", "resetchannels", "+publish",',
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("--user rules differ" in line for line in failures), failures
+    shared = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "RELAYSHOP_REDIS_PASSWORD: ${ORDERS_REDIS_PASSWORD:?",
+        "RELAYSHOP_REDIS_PASSWORD: ${AUTH_REDIS_PASSWORD:?",
+    )
+    failures = compose_failures(capsys, shared)
+    assert any("orders: RELAYSHOP_REDIS_PASSWORD is not" in line for line in failures), failures
+    k8s = copy_k8s(tmp_path)
+    redis = k8s / "overlays" / "demo" / "redis.yaml"
+    old = '">$(ORDERS_REDIS_PASSWORD)", "resetchannels",'
+    assert old in redis.read_text()
+    redis.write_text(redis.read_text().replace(old, old + ' "+publish",'))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("redis: the redis command's --user rules differ" in line for line in failures), (
+        failures
+    )
+
+
 def test_parity_fails_on_missing_required_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

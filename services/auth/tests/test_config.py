@@ -80,3 +80,13 @@ def test_production_starts_once_demo_passwords_are_changed(
     api = make_api()
 
     assert api.sign_in("admin", "a-real-passw0rd").status_code == 200
+
+
+def test_production_refuses_a_demo_redis_password() -> None:
+    with pytest.raises(ValidationError, match="redis_password"):
+        AuthSettings(
+            env="production",
+            seed_demo_users=False,
+            redis_password="auth-redis-demo-password",
+            **STRONG,
+        )

@@ -122,7 +122,7 @@ def create_service_app(
             app.state.service_tokens.invalidate()
 
         mirror = RevocationMirror(
-            settings.redis_url,
+            settings.redis_connection_url(),
             max_staleness_seconds=settings.revocation_max_staleness_seconds,
             on_keys_changed=keys_changed,
         )

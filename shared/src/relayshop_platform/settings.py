@@ -40,6 +40,10 @@ class PlatformSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "RELAYSHOP_REDIS_URL"),
     )
+    # This service's own Redis ACL password: set, the service signs in to Redis as the user named
+    # after it (redis_acl.py says what each may do: only auth writes revocations). Unset, it
+    # connects as REDIS_URL says.
+    redis_password: str | None = None
 
     # Where the other services live (internal URLs, not the public gateway).
     auth_url: str = "http://127.0.0.1:8001"
@@ -116,6 +120,15 @@ class PlatformSettings(BaseSettings):
             return None
         return self.data_dir / "traces" / f"{self.service_name}.jsonl"
 
+    def redis_connection_url(self, user: str | None = None) -> str:
+        """REDIS_URL, signed in as ``user`` (default: the ACL user named after this service)
+        when this service has a Redis password."""
+        if self.redis_password is None:
+            return self.redis_url
+        from .redis_acl import service_url
+
+        return service_url(self.redis_url, user or self.service_name, self.redis_password)
+
     @property
     def jwks_url(self) -> str:
         return f"{self.auth_url}/auth/.well-known/jwks.json"
@@ -126,7 +139,10 @@ class PlatformSettings(BaseSettings):
 
     def secret_fields(self) -> dict[str, str]:
         """The settings that must never hold a demo value in production."""
-        return {"client_secret": self.client_secret}
+        secrets = {"client_secret": self.client_secret}
+        if self.redis_password is not None:
+            secrets["redis_password"] = self.redis_password
+        return secrets
 
     @model_validator(mode="after")
     def _refuse_demo_secrets_in_production(self) -> PlatformSettings:

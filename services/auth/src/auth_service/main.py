@@ -43,7 +43,7 @@ def create_app() -> FastAPI:
     async def on_startup(app: FastAPI) -> None:
         await key_store.load()
         redis = aioredis.from_url(
-            settings.redis_url,
+            settings.redis_connection_url(),
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=settings.redis_timeout_seconds,
         )
