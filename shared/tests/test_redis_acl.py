@@ -4,7 +4,6 @@ only auth writes or publishes them."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -12,8 +11,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
-from relayshop_platform.devstack import free_port
-from relayshop_platform.embedded_redis import redis_args
 from relayshop_platform.redis_acl import (
     HEALTH_CHECK,
     RULES,
@@ -28,6 +25,7 @@ from relayshop_platform.revocation import (
     RevocationMirror,
     RevocationStore,
 )
+from relayshop_platform.testing import embedded_redis
 
 PASSWORDS = {name: f"{name}-test-password" for name in map(service_of, RULES)}
 
@@ -35,26 +33,9 @@ PASSWORDS = {name: f"{name}-test-password" for name in map(service_of, RULES)}
 @pytest.fixture(scope="module")
 def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis with one ACL user per service; the default user may only PING (health checks)."""
-    port = free_port()
     acl = redis_server_args(PASSWORDS, default_password="ping-only", default_rules=HEALTH_CHECK)
-    args = redis_args(port, tmp_path_factory.mktemp("acl-redis"), acl)
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(service_url(url, "auth", PASSWORDS["auth"]))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "the ACL Redis did not start"
-            time.sleep(0.05)
-    try:
+    with embedded_redis(tmp_path_factory.mktemp("acl-redis"), acl, password="ping-only") as url:
         yield url
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
 
 
 def as_user(url: str, name: str) -> redis.Redis:

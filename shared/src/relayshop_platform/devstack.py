@@ -36,6 +36,23 @@ from .settings import SERVICES_WITH_TABLES
 SERVICES = ("auth", "orders", "payments", "inventory", "gateway")
 
 
+def wait_for_redis(url: str, timeout: float = 10.0) -> None:
+    """Until a Redis answers PING at ``url``; its last error after ``timeout`` seconds."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     """A port nothing listens on, chosen BELOW the kernel's ephemeral range.
 
@@ -150,19 +167,7 @@ class Stack:
         self._spawn("redis", redis_args(self.redis_port or 0, redis_dir, acl), os.environ.copy())
         if not wait:
             return
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1.0)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
+        wait_for_redis(self.redis_url, timeout)
 
     def start_service(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
         self._spawn_service(name, name, self.ports[name])
