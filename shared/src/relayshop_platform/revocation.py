@@ -154,7 +154,7 @@ class RevocationMirror:
         if self._lost_at is None:
             self._lost_at = time.monotonic()
         error = None if task.cancelled() else task.exception()
-        log.error("revocation mirror stopped; refusing tokens until restart", exc_info=error)
+        log.error("revocation mirror stopped for good; restart the service", exc_info=error)
 
     async def wait_synced(self, seconds: float) -> bool:
         try:
