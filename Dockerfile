@@ -90,4 +90,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 
 # sh only to put SERVICE and PORT into the command line; `exec` then replaces it with uvicorn,
 # so uvicorn is PID 1 and gets SIGTERM directly, and drains requests on shutdown.
-CMD ["sh", "-c", "exec uvicorn \"${SERVICE}_service.main:create_app\" --factory --host 0.0.0.0 --port \"${PORT}\""]
+# --forwarded-allow-ips: whose X-Forwarded-For uvicorn believes; set FORWARDED_ALLOW_IPS to the
+# same networks as RELAYSHOP_TRUSTED_PROXIES (the Kubernetes config does, as a pod range).
+CMD ["sh", "-c", "exec uvicorn \"${SERVICE}_service.main:create_app\" --factory --host 0.0.0.0 --port \"${PORT}\" --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS:-127.0.0.1,::1}\""]

@@ -48,7 +48,7 @@ sync:
 
 run: sync
 	@mkdir -p $(RELAYSHOP_DATA_DIR)
-	exec $(VENV)/honcho --no-prefix -f Procfile start
+	RELAYSHOP_ENV=$${RELAYSHOP_ENV:-development} exec $(VENV)/honcho --no-prefix -f Procfile start
 
 test: sync
 	$(VENV)/python tools/compose_check.py

@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,10 +22,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import redis
 from relayshop_devtools.devstack import free_port
-from relayshop_devtools.embedded_redis import redis_args
-from relayshop_devtools.testing import Caller, TestKey
+from relayshop_devtools.testing import Caller, TestKey, embedded_redis
+
+# Unset, RELAYSHOP_ENV means production (demo secrets refused): the tests say "test" explicitly.
+os.environ.setdefault("RELAYSHOP_ENV", "test")
 
 
 @pytest.fixture(scope="session")
@@ -36,29 +35,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(  # noqa: S603
-        redis_args(port, directory), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    try:
+    with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
         yield url
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ import yaml
 from pydantic import AliasChoices, AliasPath, TypeAdapter, ValidationError
 from relayshop_platform.catalogue import CATALOGUE, SERVICES_WITH_TABLES
 from relayshop_platform.catalogue import service as catalogue_service
+from relayshop_platform.redis_acl import HEALTH_CHECK, RULES, redis_server_args, service_of
 from relayshop_platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +43,16 @@ SERVICES = {service.name: service.port for service in CATALOGUE}  # the service 
 # Containers that are not relayshop services (no settings class to compare with).
 INFRASTRUCTURE = {"postgres", "redis", "jaeger"}
 # Read by libraries or the interpreter, not by a settings class: OpenTelemetry's SDK reads OTEL_*,
-# Python reads PYTHON*, and tracing.py reads RELAYSHOP_TRACE_FILE directly.
+# Python reads PYTHON*, tracing.py reads RELAYSHOP_TRACE_FILE directly, and uvicorn reads
+# FORWARDED_ALLOW_IPS (which must trust what RELAYSHOP_TRUSTED_PROXIES trusts: check_proxies).
 ALLOWED_PREFIXES = ("OTEL_", "PYTHON")
-ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE"}
+ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE", "FORWARDED_ALLOW_IPS"}
+UVICORN_TRUSTED_DEFAULT = "127.0.0.1,::1"
 # Only these may be published on the host by docker-compose.yml (the dev override may add more).
 PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
 K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
 _REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]+\}|\$\(([A-Z0-9_]+)\)")
 # Where a separate step migrates first, the service must not load Alembic again (settings.py).
 MIGRATE_ON_START = "RELAYSHOP_MIGRATE_ON_START"
 
@@ -153,6 +159,41 @@ def check_urls(where: str, name: str, env: dict[str, str], *, complete: bool) ->
             yield f"{where}: calls {service.name} but {service.url_variable} is not set"
 
 
+def _placeholder(match: re.Match[str]) -> str:
+    return "${" + (match.group(1) or match.group(2)) + "}"
+
+
+def redis_acl_problems(where: str, command: list[Any]) -> Iterator[str]:
+    """A Redis command line has exactly the ACL users of relayshop_platform/redis_acl.py, each
+    with its service's <SERVICE>_REDIS_PASSWORD (compose's ${NAME:?message} or Kubernetes'
+    $(NAME)), and the default user PING only (the healthcheck)."""
+    command = [_PLACEHOLDER.sub(_placeholder, str(arg)) for arg in command]
+    passwords = {name: f"${{{name.upper()}_REDIS_PASSWORD}}" for name in map(service_of, RULES)}
+    expected = redis_server_args(
+        passwords, default_password="${REDIS_PASSWORD}", default_rules=HEALTH_CHECK
+    )
+    users = command[command.index("--user") :] if "--user" in command else []
+    if users != expected:
+        yield f"{where}: the redis command's --user rules differ from redis_acl.py"
+
+
+def check_proxies(where: str, env: dict[str, str]) -> Iterator[str]:
+    """uvicorn (FORWARDED_ALLOW_IPS) and the services (RELAYSHOP_TRUSTED_PROXIES) must believe
+    X-Forwarded-For from the same networks, or a client's address is read two ways."""
+    ours = env.get("RELAYSHOP_TRUSTED_PROXIES")
+    if ours is None:
+        return
+    uvicorn = env.get("FORWARDED_ALLOW_IPS", UVICORN_TRUSTED_DEFAULT)
+    try:
+        trusted = {ip_network(str(net), strict=False) for net in json.loads(ours)}
+        allowed = {ip_network(net.strip(), strict=False) for net in uvicorn.split(",")}
+    except ValueError as exc:
+        yield f"{where}: trusted proxies unreadable ({exc})"
+        return
+    if trusted != allowed:
+        yield f"{where}: FORWARDED_ALLOW_IPS={uvicorn!r} != RELAYSHOP_TRUSTED_PROXIES={ours}"
+
+
 # ---------------------------------------------------------------- tools run as subprocesses
 
 
@@ -200,6 +241,11 @@ def build_args(service: dict[str, Any]) -> dict[str, str] | None:
     return {str(key): "" if value is None else str(value) for key, value in args.items()}
 
 
+def published_on_loopback(entry: Any) -> bool:
+    host = entry.get("host_ip", "") if isinstance(entry, dict) else str(entry).rsplit(":", 2)[0]
+    return str(host) == "127.0.0.1"
+
+
 def compose_ports(name: str, service: dict[str, Any]) -> Iterator[tuple[str, int]]:
     """(what, port) pairs that must equal the service's port."""
     for entry in service.get("ports") or []:
@@ -232,6 +278,9 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
     }
     if ours != set(SERVICES):
         problems.append(f"{base.name}: services {sorted(ours)} != {sorted(SERVICES)}")
+    if "redis" in base_services:
+        command = base_services["redis"].get("command") or []
+        problems += redis_acl_problems(f"{base.name}: redis", command)
     for name, service in base_services.items():
         published = {
             int(
@@ -254,6 +303,11 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                 f"{where}: {key} is read by nothing" for key in env if not is_read(key, settings)
             ]
             problems += list(check_urls(where, name, env, complete=path == base))
+            problems += list(check_proxies(where, env))
+            if path == base and _PLACEHOLDER.sub(
+                _placeholder, env.get("RELAYSHOP_REDIS_PASSWORD", "")
+            ) != (f"${{{name.upper()}_REDIS_PASSWORD}}"):
+                problems.append(f"{where}: RELAYSHOP_REDIS_PASSWORD is not its own Redis user's")
             problems += [
                 f"{where}: {what} {port} != {SERVICES[name]}"
                 for what, port in compose_ports(name, service)
@@ -267,6 +321,12 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                 if args is not None and args.get(key) != expected:
                     problems.append(f"{where}: build arg {key}={args.get(key)} != {expected}")
             if path != base:
+                # A development override may publish more, on the host's loopback only.
+                problems += [
+                    f"{where}: port {entry} is published on every interface, not 127.0.0.1"
+                    for entry in service.get("ports") or []
+                    if not published_on_loopback(entry)
+                ]
                 continue
             command = service.get("command") or []
             migrate = f"python -m relayshop_platform.migrate {name} &&"
@@ -373,6 +433,10 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
         (doc["kind"], doc["metadata"]["name"]): doc for doc in documents
     }
     deployments = {n for (kind, n) in by_kind if kind == "Deployment"}
+    redis = by_kind.get(("StatefulSet", "redis"))
+    if redis is not None:
+        args = redis["spec"]["template"]["spec"]["containers"][0].get("args") or []
+        problems += redis_acl_problems("redis", args)
     if deployments - INFRASTRUCTURE != set(SERVICES):
         problems.append(f"Deployments {sorted(deployments)} != {sorted(SERVICES)}")
     for service, port in SERVICES.items():
@@ -407,6 +471,7 @@ def kubernetes_parity(name: str, documents: list[dict[str, Any]], *, complete: b
             f"{service}: {key} is read by nothing" for key in env if not is_read(key, settings)
         ]
         problems += list(check_urls(service, service, env, complete=True))
+        problems += list(check_proxies(service, env))
         if complete:
             problems += [
                 f"{service}: required setting {key} is not set"

@@ -19,7 +19,8 @@ HEADER = """\
 # Every setting relayshop reads, with its default. Copy to .env and edit what you need
 # (honcho loads .env under `make run`; compose reads it too). Variables are per process:
 # RELAYSHOP_CLIENT_SECRET, DATABASE_URL and the like mean "this service's own".
-# RELAYSHOP_ENV=production refuses every demo secret and the demo accounts.
+# RELAYSHOP_ENV=production, the default when unset, refuses every demo secret and the demo
+# accounts; `make run`, the tests and compose's demo set development (or test) explicitly.
 """
 
 
@@ -38,6 +39,7 @@ def compose_secrets() -> str:
         f"{s.name.upper()}_DB_PASSWORD={s.name}-demo-db-password" for s in CATALOGUE if s.tables
     ]
     lines.append("REDIS_PASSWORD=redis-demo-password")
+    lines += [f"{s.name.upper()}_REDIS_PASSWORD={s.name}-redis-demo-password" for s in CATALOGUE]
     lines += [f"{s.name.upper()}_CLIENT_SECRET={s.name}-demo-secret" for s in CATALOGUE]
     return COMPOSE_HEADER + "\n".join(lines) + "\n"
 

@@ -201,6 +201,19 @@ def _workspace(text: str, name: str) -> str:
     )  # fmt: skip
 
 
+def _copy_list_line(text: str, pattern: str, name: str, port: int, where: str) -> str:
+    """Like _copy_line, for a line inside a YAML flow list (["a", "b",\n "c"]): when the model's
+    line closes the list, the copy closes it instead."""
+    match = re.search(pattern, text, re.M)
+    if match is None:
+        raise ScaffoldError(f"{where}: no line matches {pattern!r}")
+    line = match.group(0)
+    copy = renamed(line, name, port)
+    if line.rstrip().endswith("]"):
+        line = line.rstrip()[:-1] + ","
+    return text[: match.start()] + line + "\n" + copy + text[match.end() :]
+
+
 def _makefile(text: str, name: str, port: int) -> str:
     upper = name.upper()
     text = insert_after_last(
@@ -243,6 +256,8 @@ def _compose(text: str, name: str, port: int) -> str:
         line = f"      {password}: ${{{password}:?set {password} in .env}}\n"
         return insert_after_last(part, r"^      [A-Z0-9_]+_DB_PASSWORD: .*$", line, "postgres")
 
+    # Its own Redis ACL user, with the rules of relayshop_platform/redis_acl.py (the model's).
+    text = _copy_list_line(text, rf'^\s*"--user", "{MODEL}",.*$', name, port, "redis command")
     text = in_block(text, "  auth:", "docker-compose.yml", auth)
     text = in_block(text, "  gateway:", "docker-compose.yml", gateway)
     return in_block(text, "  postgres:", "docker-compose.yml", postgres)
@@ -289,6 +304,7 @@ def _kubernetes(files: dict[Path, str], name: str, port: int) -> None:
     secrets = _copy_line(
         secrets, rf"^  RELAYSHOP_{MODEL.upper()}_CLIENT_SECRET: .*$", name, port, "secrets"
     )
+    secrets = _copy_line(secrets, rf"^  {MODEL.upper()}_REDIS_PASSWORD: .*$", name, port, "secrets")
     own_secret = yaml_document(secrets, "Secret", f"{MODEL}-secrets", "secrets.yaml")
     files[demo / "secrets.yaml"] = (
         secrets.rstrip("\n") + "\n---\n" + renamed(own_secret, name, port).strip("\n") + "\n"
@@ -299,6 +315,16 @@ def _kubernetes(files: dict[Path, str], name: str, port: int) -> None:
         files[path] = re.sub(
             rf'^(\s*values: \[.*"{MODEL}")\]$', rf'\1, "{name}"]', text, flags=re.M
         )
+    # Redis: the new service's ACL user, and its password from the demo Secret.
+    redis = files[demo / "redis.yaml"]
+    redis = _copy_list_line(redis, rf'^\s*"--user", "{MODEL}",.*$', name, port, "redis.yaml")
+    variable = f"{MODEL.upper()}_REDIS_PASSWORD"
+    entry = re.search(rf"^            - name: {variable}\n(?:^              .*\n)+", redis, re.M)
+    if entry is None:
+        raise ScaffoldError(f"redis.yaml: no {variable} in the environment")
+    files[demo / "redis.yaml"] = (
+        redis[: entry.end()] + renamed(entry.group(0), name, port) + redis[entry.end() :]
+    )
 
 
 # ---------------------------------------------------------------- apply

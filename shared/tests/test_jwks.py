@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 from relayshop_devtools.testing import TestKey
@@ -29,6 +32,37 @@ async def test_refresh_keeps_last_good_keys_when_auth_is_down(fake_auth) -> None
         cache.url = "http://127.0.0.1:9/auth/.well-known/jwks.json"  # nothing listens on port 9
         await cache.refresh(force=True)
         assert await cache.get(fake_auth.key.kid) is not None
+
+
+async def test_keys_are_refreshed_periodically_and_removals_reported(
+    fake_auth, monkeypatch
+) -> None:
+    """A key auth stopped publishing (retired, announcement lost) is dropped at the next periodic
+    refresh, and whoever cached tokens under it is told."""
+    removals: list[bool] = []
+    async with httpx.AsyncClient() as client:
+        cache = JWKSCache(
+            f"{fake_auth.url}/auth/.well-known/jwks.json",
+            client,
+            refresh_seconds=0.2,
+            on_keys_removed=lambda: removals.append(True),
+        )
+        cache.start()
+        try:
+            deadline = time.monotonic() + 5
+            while not cache.loaded:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            retired = fake_auth.key.kid
+            replacement = TestKey("replacement-kid")
+            monkeypatch.setattr(fake_auth, "key", replacement)
+            while cache.kids() != [replacement.kid]:
+                assert time.monotonic() < deadline, "the JWKS was not refreshed on schedule"
+                await asyncio.sleep(0.02)
+            assert retired not in cache.kids()
+            assert removals == [True]
+        finally:
+            await cache.stop()
 
 
 def test_parse_ignores_private_and_foreign_keys() -> None:

@@ -9,7 +9,13 @@ import pytest
 import redis.asyncio as aioredis
 from relayshop_devtools.testing import TestKey
 from relayshop_platform.errors import InvalidToken, UpstreamUnavailable
-from relayshop_platform.revocation import JTI_KEY, NBF_KEY, RevocationMirror, RevocationStore
+from relayshop_platform.revocation import (
+    CHANNEL,
+    JTI_KEY,
+    NBF_KEY,
+    RevocationMirror,
+    RevocationStore,
+)
 from relayshop_platform.tokens import principal_from_claims
 
 
@@ -109,5 +115,52 @@ async def test_mirror_resyncs_after_its_connection_drops(
         await wait_for(lambda: missed.jti in mirror.revoked_jti, timeout=5)
         with pytest.raises(InvalidToken, match="revoked"):
             mirror.check(missed)
+    finally:
+        await mirror.stop()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"type": "jti"}',
+        b"[]",
+        b'{"type": "nbf", "sub": "bob", "nbf": "soon"}',
+        b'{"type": "jti", "jti": ["a"], "exp": 1}',
+        b'"keys"',
+        b"\xff\xfe not json",
+        b'{"type": "nbf", "sub": "", "nbf": 1}',
+    ],
+)
+async def test_mirror_refuses_malformed_message_and_resyncs(
+    store: RevocationStore, redis_url: str, test_key: TestKey, message: bytes
+) -> None:
+    """A malformed message is refused, the mirror reloads (picking up a revocation recorded
+    without a message) and keeps following the channel afterwards."""
+    mirror = RevocationMirror(redis_url)
+    mirror.start()
+    try:
+        assert await mirror.wait_synced(5)
+        unannounced, announced = principal(test_key), principal(test_key)
+        await store.redis.zadd(JTI_KEY, {unannounced.jti: unannounced.exp})
+        await store.redis.publish(CHANNEL, message)
+        await wait_for(lambda: unannounced.jti in mirror.revoked_jti)
+        await store.revoke_jti(announced.jti, announced.exp)
+        await wait_for(lambda: announced.jti in mirror.revoked_jti)
+        assert mirror.healthy
+    finally:
+        await mirror.stop()
+
+
+async def test_mirror_whose_task_ended_counts_as_lost(redis_url: str, test_key: TestKey) -> None:
+    mirror = RevocationMirror(redis_url, max_staleness_seconds=0)
+    mirror.start()
+    try:
+        assert await mirror.wait_synced(5)
+        mirror.check(principal(test_key))
+        assert mirror._task is not None
+        mirror._task.cancel()  # however it ends (a bug, a cancellation), it never comes back
+        await wait_for(lambda: not mirror.healthy)
+        with pytest.raises(UpstreamUnavailable):
+            mirror.check(principal(test_key))
     finally:
         await mirror.stop()

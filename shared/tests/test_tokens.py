@@ -141,6 +141,9 @@ def test_verify_rejects_an_unknown_kid(client: TestClient) -> None:
         {"roles": ["Admin; DROP TABLE"]},
         {"nbf": True},
         {"iat": 0},
+        # Validly signed, but living far longer than any token auth issues (max 3600 s here).
+        {"exp": int(time.time()) + 365 * 24 * 3600},
+        {"iat": int(time.time()) - 3000, "exp": int(time.time()) + 3000},
     ],
     ids=lambda c: ",".join(f"{k}={v!r}"[:40] for k, v in c.items()),
 )
@@ -210,3 +213,45 @@ async def test_cached_token_still_expires_and_reasons_are_named(key: TestKey) ->
     with pytest.raises(InvalidToken) as info:
         await verifier.verify(token)
     assert info.value.reason == "expired"
+
+
+class CountingKeys(StaticKeys):
+    lookups = 0
+
+    async def get(self, kid: str) -> Any | None:
+        self.lookups += 1
+        return await super().get(kid)
+
+
+async def test_token_living_longer_than_the_maximum_is_refused(key: TestKey) -> None:
+    verifier = TokenVerifier(
+        StaticKeys(key),
+        issuer="http://localhost:8000/auth",
+        audience="relayshop",
+        leeway_seconds=5,
+        max_lifetime_seconds=300,
+    )
+    now = int(time.time())
+    assert (await verifier.verify(key.mint(iat=now, exp=now + 305))).sub  # max + leeway
+    with pytest.raises(InvalidToken) as info:
+        await verifier.verify(key.mint(iat=now, exp=now + 306))
+    assert info.value.reason == "lifetime"
+
+
+async def test_cache_keeps_no_entry_past_the_maximum_lifetime(key: TestKey) -> None:
+    keys = CountingKeys(key)
+    verifier = TokenVerifier(
+        keys,
+        issuer="http://localhost:8000/auth",
+        audience="relayshop",
+        leeway_seconds=5,
+        max_lifetime_seconds=1,
+    )
+    now = int(time.time())
+    token = key.mint(iat=now, exp=now + 6)  # within 1 s + 5 s of leeway; exp is 6 s away
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert keys.lookups == 1  # the second sight was a cache hit
+    time.sleep(1.1)
+    await verifier.verify(token)  # still valid, but the entry is past the bound: verified again
+    assert keys.lookups == 2

@@ -9,9 +9,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -177,6 +179,34 @@ def test_internal_operation_records_the_calling_service_or_refuses_a_wrong_one(
     assert attributes["relayshop.auth.decision"] == "deny"
     assert attributes["relayshop.auth.reason"] == "caller"
     assert attributes["relayshop.caller"] == "payments"
+
+
+async def test_client_spans_never_keep_the_query_in_the_file_or_the_export(
+    tmp_path: Path,
+) -> None:
+    """httpx's CLIENT span records ``http.url``: the query must be gone from it before any
+    exporter (the span file, or the in-memory one standing in for OTLP) sees the span."""
+    path = tmp_path / "orders.jsonl"
+    provider, exporter = memory_provider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    await client.get("http://inventory.internal/api/x?access_token=secret-in-query&a=1")
+    await client.aclose()
+    tracer = provider.get_tracer("test")
+    for kind in (SpanKind.INTERNAL, SpanKind.PRODUCER, SpanKind.SERVER):
+        attributes = {"url.full": "http://h/p?access_token=secret-in-query", "http.target": "/p?q"}
+        with tracer.start_as_current_span("by hand", kind=kind, attributes=attributes):
+            pass
+    provider.shutdown()
+
+    spans = exporter.get_finished_spans()
+    assert spans[0].kind == SpanKind.CLIENT
+    assert spans[0].attributes["http.url"] == "http://inventory.internal/api/x?redacted"
+    assert [span.attributes["http.target"] for span in spans[1:]] == ["/p?redacted"] * 3
+    assert "secret-in-query" not in json.dumps([dict(span.attributes or {}) for span in spans])
+    assert "secret-in-query" not in path.read_text()
+    assert len(path.read_text().splitlines()) == 4
 
 
 def test_json_log_line_carries_the_current_trace_and_span_ids() -> None:

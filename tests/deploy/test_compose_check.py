@@ -94,6 +94,49 @@ def test_parity_fails_on_unread_variable_in_override(
     assert any("RELAYSHOP_RELOAD is read by nothing" in line for line in failures), failures
 
 
+def test_parity_fails_on_override_port_on_every_interface(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    override = broken_copy(tmp_path, OVERRIDE, '"127.0.0.1:8003:8003"', '"8003:8003"')
+    failures = compose_failures(capsys, COMPOSE, override)
+    assert any("port 8003:8003 is published on every interface" in line for line in failures), (
+        failures
+    )
+
+
+def test_parity_fails_when_compose_redis_acl_drifts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # orders allowed to publish: one word, and a compromised orders could forge revocations.
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        '"--user", "orders", "reset", "on", ">${ORDERS_REDIS_PASSWORD:?set ORDERS_REDIS_PASSWORD '
+        'in .env}", "resetchannels",',
+        '"--user", "orders", "reset", "on", ">${ORDERS_REDIS_PASSWORD:?set ORDERS_REDIS_PASSWORD '
+        'in .env}", "resetchannels", "+publish",',
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("--user rules differ" in line for line in failures), failures
+    shared = broken_copy(
+        tmp_path,
+        COMPOSE,
+        "RELAYSHOP_REDIS_PASSWORD: ${ORDERS_REDIS_PASSWORD:?",
+        "RELAYSHOP_REDIS_PASSWORD: ${AUTH_REDIS_PASSWORD:?",
+    )
+    failures = compose_failures(capsys, shared)
+    assert any("orders: RELAYSHOP_REDIS_PASSWORD is not" in line for line in failures), failures
+    k8s = copy_k8s(tmp_path)
+    redis = k8s / "overlays" / "demo" / "redis.yaml"
+    old = '">$(ORDERS_REDIS_PASSWORD)", "resetchannels",'
+    assert old in redis.read_text()
+    redis.write_text(redis.read_text().replace(old, old + ' "+publish",'))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("redis: the redis command's --user rules differ" in line for line in failures), (
+        failures
+    )
+
+
 def test_parity_fails_on_missing_required_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -282,6 +325,24 @@ def test_kubernetes_parity_fails_on_unread_config_key(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("RELAYSHOP_ISSUER:", "RELAYSHOP_ISSUER_URL:"))
     failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
     assert any("RELAYSHOP_ISSUER_URL is read by nothing" in line for line in failures), failures
+
+
+def test_parity_fails_when_uvicorn_trusts_other_proxies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = broken_copy(
+        tmp_path,
+        COMPOSE,
+        'FORWARDED_ALLOW_IPS: "172.30.99.10/32"',
+        'FORWARDED_ALLOW_IPS: "10.0.0.0/8"',
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("FORWARDED_ALLOW_IPS='10.0.0.0/8'" in line for line in failures), failures
+    k8s = copy_k8s(tmp_path)
+    config = k8s / "base" / "config.yaml"
+    config.write_text(config.read_text().replace('FORWARDED_ALLOW_IPS: "10.0.0.0/8"', ""))
+    failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
+    assert any("FORWARDED_ALLOW_IPS='127.0.0.1,::1'" in line for line in failures), failures
 
 
 def test_kubernetes_fails_on_invalid_manifest(tmp_path: Path) -> None:

@@ -21,8 +21,17 @@ def test_procfile_migrates_then_serves_without_alembic(service: str) -> None:
     command = procfile()[service].strip()
     migrate, _, serve = command.partition(" && ")
     assert migrate == f".venv/bin/python -m relayshop_platform.migrate {service}"
-    assert serve.startswith(f"RELAYSHOP_MIGRATE_ON_START=false exec .venv/bin/uvicorn {service}_")
+    assert serve.startswith(
+        "RELAYSHOP_MIGRATE_ON_START=false "
+        f"RELAYSHOP_REDIS_PASSWORD={service}-redis-demo-password exec .venv/bin/uvicorn {service}_"
+    )
 
 
 def test_procfile_gateway_has_no_migrate_step() -> None:
     assert "migrate" not in procfile()["gateway"]
+
+
+def test_procfile_gives_every_service_its_own_redis_user() -> None:
+    for service, command in procfile().items():
+        if service not in ("redis", "ready"):
+            assert f"RELAYSHOP_REDIS_PASSWORD={service}-redis-demo-password" in command, service

@@ -126,7 +126,11 @@ def listener() -> Iterator[Listener]:
 # -- the stack ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from make_stack(tmp_path_factory.mktemp("security-stack"), env=THROTTLE_ENV)
+    # Its own Redis even in CI (redis_url=None): the one with the ACL users of production, so the
+    # suite can show what each service's Redis user may not do.
+    yield from make_stack(
+        tmp_path_factory.mktemp("security-stack"), env=THROTTLE_ENV, redis_url=None
+    )
 
 
 class Canary:

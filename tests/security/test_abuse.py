@@ -112,6 +112,51 @@ def test_guessing_from_one_address_is_throttled_then_the_lock_ends(
 
 
 @pytest.mark.parametrize("target", ["gateway", "auth"])
+def test_concurrent_guesses_never_pass_the_limit(
+    target: str, targets: dict[str, str], attacker: httpx.Client
+) -> None:
+    """Twenty guesses at once at one account: each is counted before its password is hashed,
+    so exactly the limit of them is checked and the rest wait (no check-then-act race)."""
+    url, username = targets[target], f"ghost-{uuid.uuid4().hex[:8]}"
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(
+            pool.map(
+                lambda _: password_grant(attacker, url, username, "guess", fake_address()),
+                range(20),
+            )
+        )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [400] * MAX_PER_USERNAME + [429] * (20 - MAX_PER_USERNAME)
+
+
+@pytest.mark.parametrize("target", ["gateway", "auth"])
+def test_guessing_a_client_secret_is_throttled(
+    target: str, targets: dict[str, str], attacker: httpx.Client
+) -> None:
+    """client_credentials is a password check too: per client (here from twenty addresses at
+    once), then per address (many clients from one)."""
+    url, client_id = targets[target], f"ghost-client-{uuid.uuid4().hex[:8]}"
+
+    def guess(client: str, address: str) -> httpx.Response:
+        return attacker.post(
+            f"{url}/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client, "guessed-secret"),
+            headers={"X-Forwarded-For": address},
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: guess(client_id, fake_address()), range(20)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * MAX_PER_USERNAME + [429] * (20 - MAX_PER_USERNAME)
+    address = fake_address()
+    for _ in range(MAX_PER_ADDRESS):
+        assert guess(f"ghost-client-{uuid.uuid4().hex[:8]}", address).status_code == 401
+    refused = guess(f"ghost-client-{uuid.uuid4().hex[:8]}", address)
+    assert refused.status_code == 429 and refused.json()["error"] == "slow_down"
+
+
+@pytest.mark.parametrize("target", ["gateway", "auth"])
 def test_unknown_user_and_wrong_password_answer_the_same(
     target: str, targets: dict[str, str], attacker: httpx.Client
 ) -> None:

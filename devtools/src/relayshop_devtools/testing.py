@@ -1,14 +1,19 @@
 """Helpers for tests: a throwaway RSA signing key, a JWKS for it, and tokens minted with it.
 
 Never used by a running service. Lets a test make exactly the token it wants to attack with.
-Caller turns such tokens into request headers; wait_ready waits for an in-process app.
+Caller turns such tokens into request headers; wait_ready waits for an in-process app;
+embedded_redis runs a real Redis for as long as a test needs it.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -18,6 +23,29 @@ from relayshop_platform.security import SERVICE_TOKEN_HEADER
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
+
+
+@contextmanager
+def embedded_redis(directory: Path, acl: Sequence[str] = (), password: str = "") -> Iterator[str]:
+    """A real Redis on a free port (``redis_acl.redis_server_args`` for ``acl``) until the block
+    ends; yields its URL without credentials. ``password``: the default user's, to ping it."""
+    from relayshop_platform.redis_acl import service_url
+
+    from .devstack import free_port, wait_for_redis
+    from .embedded_redis import redis_args
+
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own redis-server binary and arguments
+        redis_args(port, directory, acl), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for_redis(service_url(url, "default", password) if password else url)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
 
 DEFAULT_ISSUER = "http://localhost:8000/auth"
 DEFAULT_AUDIENCE = "relayshop"

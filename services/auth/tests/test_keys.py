@@ -17,8 +17,11 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+import redis.asyncio as aioredis
+from auth_service.revoker import Revoker
 from relayshop_platform.errors import InvalidToken
 from relayshop_platform.jwks import JWKSCache
+from relayshop_platform.revocation import RevocationStore
 from relayshop_platform.tokens import Principal, TokenVerifier
 
 
@@ -108,6 +111,23 @@ def test_retire_drops_the_old_key_and_its_tokens(api) -> None:
     assert api.userinfo(old_token).status_code == 401
     with pytest.raises(InvalidToken, match="unknown key"):
         verify_like_a_service(api, old_token)
+
+
+def test_retire_says_so_when_the_services_cannot_be_told(api) -> None:
+    admin = api.login("admin")["access_token"]
+    old_kid = api.kids()[0]
+    new_kid = rotate(api, admin)["current_kid"]
+    # Redis goes away for auth's publisher (nothing listens on port 9).
+    state = api.app.state
+    unreachable = aioredis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    state.revoker = Revoker(RevocationStore(unreachable), state.revocations)
+
+    response = api.post(f"/auth/admin/keys/{old_kid}/retire", admin)
+
+    assert response.status_code == 503, response.text
+    assert "announcement to the services failed" in response.json()["detail"]
+    assert "60 s" in response.json()["detail"]
+    assert api.kids() == [new_kid]  # retired at auth all the same
 
 
 def test_retire_refuses_current_and_unknown_keys(api) -> None:

@@ -16,6 +16,7 @@ def test_upstream_headers_drop_connection_named_and_internal_headers() -> None:
         (b"authorization", b"Bearer t"),
         (b"accept", b"application/json"),
         (b"traceparent", b"00-client-trace"),
+        (b"cookie", b"relayshop_session=s3cr3t"),
     ]
     headers = upstream_headers(raw, client_ip="198.51.100.2", scheme="https", request_id="r-1")
     assert headers == [

@@ -149,6 +149,7 @@ async def test_forward_drops_smuggled_and_hop_by_hop_headers(client, fakes, test
         "Trailer": "X-Checksum",
         "Connection": "keep-alive, X-Secret-Hop",
         "X-Secret-Hop": "only for the next hop",
+        "Cookie": "relayshop_session=the-consoles-session-id; other=1",
         "X-Ordinary": "kept",
     }
     response = await client.get("/api/orders", headers={**smuggled, **auth(test_key.mint())})

@@ -106,7 +106,11 @@ def create_service_app(
             None
             if local_keys is not None
             else JWKSCache(
-                settings.jwks_url, http, min_refetch_seconds=settings.jwks_min_refetch_seconds
+                settings.jwks_url,
+                http,
+                min_refetch_seconds=settings.jwks_min_refetch_seconds,
+                refresh_seconds=settings.jwks_refresh_seconds,
+                on_keys_removed=lambda: verifier.forget(),
             )
         )
 
@@ -118,7 +122,7 @@ def create_service_app(
             app.state.service_tokens.invalidate()
 
         mirror = RevocationMirror(
-            settings.redis_url,
+            settings.redis_connection_url(),
             max_staleness_seconds=settings.revocation_max_staleness_seconds,
             on_keys_changed=keys_changed,
         )
@@ -129,6 +133,7 @@ def create_service_app(
             leeway_seconds=settings.leeway_seconds,
             max_token_bytes=settings.max_token_bytes,
             revocations=mirror,
+            max_lifetime_seconds=settings.access_token_ttl_seconds,
         )
         engine = sessionmaker = None
         if metadata is not None:

@@ -4,6 +4,9 @@
 - An unknown ``kid`` triggers a refetch, at most once per ``min_refetch_seconds`` (so a flood of
   tokens with random kids cannot turn into a flood of requests to auth).
 - A failed fetch keeps the last good keys. Keys are parsed once into key objects.
+- Refetched every ``refresh_seconds`` as well, so a retired key stops being trusted within that
+  time even when its announcement on Redis never arrived; ``on_keys_removed`` is then called
+  (the verifier forgets the tokens it cached under a key that is gone).
 - The key URL is configuration, never read from a token (RFC 8725 section 3.10: no ``jku``/``x5u``).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,11 +29,19 @@ log = logging.getLogger("relayshop.jwks")
 
 class JWKSCache:
     def __init__(
-        self, url: str, client: httpx.AsyncClient, *, min_refetch_seconds: float = 5.0
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        min_refetch_seconds: float = 5.0,
+        refresh_seconds: float = 60.0,
+        on_keys_removed: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self._client = client
         self._min_refetch = min_refetch_seconds
+        self._refresh_every = refresh_seconds
+        self._on_keys_removed = on_keys_removed
         self._keys: dict[str, Any] = {}
         self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
@@ -43,14 +55,15 @@ class JWKSCache:
         return list(self._keys)
 
     def start(self) -> None:
-        """Load the keys in the background, retrying until auth answers."""
-        self._task = asyncio.create_task(self._load_until_ready())
+        """Load the keys in the background, retrying until auth answers; then refresh them
+        every ``refresh_seconds``."""
+        self._task = asyncio.create_task(self._keep_fresh())
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
 
-    async def _load_until_ready(self) -> None:
+    async def _keep_fresh(self) -> None:
         delay = 0.2
         while not self._keys:
             await self.refresh(force=True)
@@ -59,6 +72,9 @@ class JWKSCache:
                 # At most a second apart: a service started before auth (make run starts them
                 # together) is ready within a second of auth, and one request a second is no load.
                 delay = min(delay * 2, 1.0)
+        while True:
+            await asyncio.sleep(self._refresh_every)
+            await self.refresh(force=True)
 
     async def get(self, kid: str) -> Any | None:
         """The key object for ``kid``, refetching once if unknown; None if still unknown."""
@@ -77,10 +93,15 @@ class JWKSCache:
             try:
                 response = await self._client.get(self.url)
                 response.raise_for_status()
-                self._keys = self.parse(response.json())
+                keys = self.parse(response.json())
             except (httpx.HTTPError, ValueError, PyJWKError, PyJWKSetError) as exc:
                 # Keep the last good keys: auth being down must not take every service down.
                 log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
+                return
+            removed = self._keys.keys() - keys.keys()
+            self._keys = keys
+            if removed and self._on_keys_removed is not None:
+                self._on_keys_removed()
 
     @staticmethod
     def parse(document: dict[str, Any]) -> dict[str, Any]:

@@ -16,19 +16,25 @@ Policy while Redis is unreachable (README, "When Redis is down"): a service keep
 its mirror for ``max_staleness_seconds``, then refuses authenticated requests with 503 until it is
 back in sync. Fail closed: we would rather be down than honour a token we were told to revoke.
 A service that has never synced refuses authenticated requests (503) too.
+
+Every message is validated against a schema (``RevocationEvent``) before it touches the mirror. A
+message that does not fit is refused and logged, and the mirror reloads the full set from Redis:
+whatever that message meant to say is recorded there too. If the mirror's task ends for any
+reason, the mirror counts as lost from that moment (same policy as a lost connection), and
+``/readyz`` says so: a dead mirror must never look like a healthy one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -39,8 +45,32 @@ from .tokens import Principal
 JTI_KEY = "relayshop:revoked:jti"
 NBF_KEY = "relayshop:revoked:nbf"
 CHANNEL = "relayshop:revocations"
-# A user's not-before outlives every access token issued before it (max lifetime + margin).
 log = logging.getLogger("relayshop.revocation")
+
+
+# -- the messages on CHANNEL: strict, so "nbf": "soon" or a missing field is refused, not guessed
+class _Event(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class JtiRevoked(_Event):
+    type: Literal["jti"]
+    jti: str = Field(min_length=1, max_length=255)
+    exp: float
+
+
+class UserRevoked(_Event):
+    type: Literal["nbf"]
+    sub: str = Field(min_length=1, max_length=255)
+    nbf: int
+
+
+class KeysChanged(_Event):
+    type: Literal["keys"]
+
+
+RevocationEvent = Annotated[JtiRevoked | UserRevoked | KeysChanged, Field(discriminator="type")]
+_EVENT = TypeAdapter(RevocationEvent)
 
 
 class RevocationStore:
@@ -53,19 +83,19 @@ class RevocationStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(JTI_KEY, {jti: exp})
             pipe.zremrangebyscore(JTI_KEY, "-inf", time.time() - 60)
-            pipe.publish(CHANNEL, json.dumps({"type": "jti", "jti": jti, "exp": exp}))
+            pipe.publish(CHANNEL, JtiRevoked(type="jti", jti=jti, exp=exp).model_dump_json())
             await pipe.execute()
 
     async def revoke_user(self, sub: str, not_before: int | None = None) -> int:
         nbf = int(not_before if not_before is not None else time.time())
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(NBF_KEY, sub, nbf)
-            pipe.publish(CHANNEL, json.dumps({"type": "nbf", "sub": sub, "nbf": nbf}))
+            pipe.publish(CHANNEL, UserRevoked(type="nbf", sub=sub, nbf=nbf).model_dump_json())
             await pipe.execute()
         return nbf
 
     async def announce_keys_changed(self) -> None:
-        await self.redis.publish(CHANNEL, json.dumps({"type": "keys"}))
+        await self.redis.publish(CHANNEL, KeysChanged(type="keys").model_dump_json())
 
 
 class RevocationMirror:
@@ -88,6 +118,7 @@ class RevocationMirror:
         self._task: asyncio.Task[None] | None = None
         self._keys_tasks: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        self._stopping = False
         # Named connections (CLIENT LIST shows which process holds which subscription).
         self.client_name = f"relayshop-mirror-{uuid.uuid4().hex[:12]}"
 
@@ -113,6 +144,17 @@ class RevocationMirror:
     # -- keeping the mirror current --------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The task only ends on stop(); ended any other way, the mirror is lost for good."""
+        if self._stopping:
+            return
+        # Lost, as if Redis were gone (module docstring), except that it never comes back.
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+        error = None if task.cancelled() else task.exception()
+        log.error("revocation mirror stopped for good; restart the service", exc_info=error)
 
     async def wait_synced(self, seconds: float) -> bool:
         try:
@@ -123,6 +165,7 @@ class RevocationMirror:
         return True
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in [self._task, *self._keys_tasks]:
             if task is None:
                 continue
@@ -153,7 +196,8 @@ class RevocationMirror:
                     await self._load(client)
                     delay = 0.1
                     async for message in pubsub.listen():
-                        await self._apply(message["data"])
+                        if not self._apply(message["data"]):
+                            await self._load(client)  # what it meant to say is in Redis too
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -178,20 +222,23 @@ class RevocationMirror:
         self._ready.set()
         self._keys_changed()  # a rotation may have happened while we were away
 
-    async def _apply(self, data: Any) -> None:
+    def _apply(self, data: Any) -> bool:
+        """Apply one message; False (and a log line) if it does not fit the schema."""
         try:
-            event = json.loads(data)
-        except ValueError:
-            return
-        kind = event.get("type")
-        if kind == "jti":
-            self.revoked_jti[str(event["jti"])] = float(event["exp"])
+            event = _EVENT.validate_json(data)
+        except ValidationError as exc:
+            # Only the error locations: the message itself is attacker-shaped input.
+            where = ", ".join(".".join(map(str, e["loc"])) or e["type"] for e in exc.errors())
+            log.warning("refused a malformed revocation message (%s); reloading", where)
+            return False
+        if isinstance(event, JtiRevoked):
+            self.revoked_jti[event.jti] = event.exp
             self._prune()
-        elif kind == "nbf":
-            sub = str(event["sub"])
-            self.not_before[sub] = max(int(event["nbf"]), self.not_before.get(sub, 0))
-        elif kind == "keys":
+        elif isinstance(event, UserRevoked):
+            self.not_before[event.sub] = max(event.nbf, self.not_before.get(event.sub, 0))
+        else:
             self._keys_changed()
+        return True
 
     def _keys_changed(self) -> None:
         """Refetch the keys in the background: a slow or unreachable auth (the JWKS fetch)

@@ -2,7 +2,8 @@
 
 Every value comes from an environment variable named ``RELAYSHOP_<FIELD>`` (``DATABASE_URL`` and
 ``REDIS_URL`` also work unprefixed); ``.env.example`` lists them all with their defaults.
-``RELAYSHOP_ENV=production`` refuses to start with any of the demo secrets or the demo accounts.
+``RELAYSHOP_ENV=production`` (the default when unset) refuses to start with any of the demo
+secrets or the demo accounts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAYSHOP_", extra="ignore")
 
     service_name: str = "relayshop"
-    env: Literal["development", "test", "production"] = "development"
+    # Unset means production: a fork deployed without thinking refuses the demo secrets and the
+    # demo accounts instead of running with them. `make run`, the tests and compose's demo say
+    # development (or test) explicitly.
+    env: Literal["development", "test", "production"] = "production"
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("var")
@@ -42,6 +46,10 @@ class PlatformSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "RELAYSHOP_REDIS_URL"),
     )
+    # This service's own Redis ACL password: set, the service signs in to Redis as the user named
+    # after it (redis_acl.py says what each may do: only auth writes revocations). Unset, it
+    # connects as REDIS_URL says.
+    redis_password: str | None = None
 
     # Where auth, the token service, lives (internal URL, not the public gateway): JWKS, tokens.
     auth_url: str = service(AUTH).local_url
@@ -60,9 +68,16 @@ class PlatformSettings(BaseSettings):
     issuer: str = "http://localhost:8000/auth"
     audience: str = "relayshop"
     leeway_seconds: int = 5
+    # Auth issues access tokens for this long; every hop refuses one whose exp - iat exceeds it
+    # (plus the leeway), and keeps none in its verified-token cache for longer. Short-lived
+    # access tokens keep revocation cheap; refresh tokens carry the long session.
+    access_token_ttl_seconds: int = Field(default=300, ge=1, le=3600)
     # Bounded work for hostile input: no honest access token is anywhere near this size.
     max_token_bytes: int = 8192
     jwks_min_refetch_seconds: float = 5.0
+    # Every service refetches the JWKS this often, whatever Redis announced: the longest a
+    # retired key stays trusted when its announcement is lost.
+    jwks_refresh_seconds: float = Field(default=60.0, gt=0)
     # How long a service keeps trusting its revocation mirror while Redis is unreachable
     # (see the README, "When Redis is down"). After that it fails closed with 503.
     revocation_max_staleness_seconds: float = 30.0
@@ -86,6 +101,12 @@ class PlatformSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Who may read /metrics (metrics.py): loopback, plus the private ranges (RFC 1918) where
     # Prometheus scrapes pod IPs inside a cluster. Anyone else gets 404. JSON list of CIDRs.
+    # Proxies whose X-Forwarded-For is believed (auth's sign-in throttle counts per client
+    # address): the gateway's address, or in a cluster the whole pod range. Addresses or CIDRs,
+    # a JSON list. uvicorn's FORWARDED_ALLOW_IPS (--forwarded-allow-ips) must name the same.
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default=["127.0.0.1/32", "::1/128"], validate_default=True
+    )
     metrics_allowed_networks: list[IPvAnyNetwork] = Field(
         default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
         validate_default=True,
@@ -139,6 +160,15 @@ class PlatformSettings(BaseSettings):
             return None
         return self.data_dir / "traces" / f"{self.service_name}.jsonl"
 
+    def redis_connection_url(self, user: str | None = None) -> str:
+        """REDIS_URL, signed in as ``user`` (default: the ACL user named after this service)
+        when this service has a Redis password."""
+        if self.redis_password is None:
+            return self.redis_url
+        from .redis_acl import service_url
+
+        return service_url(self.redis_url, user or self.service_name, self.redis_password)
+
     @property
     def jwks_url(self) -> str:
         return f"{self.auth_url}/auth/.well-known/jwks.json"
@@ -149,7 +179,10 @@ class PlatformSettings(BaseSettings):
 
     def secret_fields(self) -> dict[str, str]:
         """The settings that must never hold a demo value in production."""
-        return {"client_secret": self.client_secret}
+        secrets = {"client_secret": self.client_secret}
+        if self.redis_password is not None:
+            secrets["redis_password"] = self.redis_password
+        return secrets
 
     @model_validator(mode="after")
     def _refuse_demo_secrets_in_production(self) -> PlatformSettings:

@@ -10,10 +10,13 @@ The checks follow RFC 8725 (JWT best current practices) and RFC 9068 (JWT access
 - every claim must then have its registered type and a sane shape, or the token is refused: a
   ``sub`` of ``null``, ``true``, ``""`` or ``"x' OR '1'='1"`` is never turned into an identity,
   even under a valid signature (RFC 8725 section 3.10: do not trust received claims);
+- ``exp - iat`` may not exceed the configured access-token lifetime (plus leeway): a validly
+  signed token that claims to live for a year came from a misconfigured or compromised issuer;
 - revocation (revoked ``jti``, per-user not-before) is checked on every call, cached or not.
 
-Verified tokens are cached (bounded, never past ``exp``) so that the second sight of a token costs
-a dictionary lookup plus the revocation check.
+Verified tokens are cached (bounded in number, and never past ``exp`` nor past the maximum
+lifetime from the moment they were cached) so that the second sight of a token costs a
+dictionary lookup plus the revocation check.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class TokenVerifier:
         max_token_bytes: int = 8192,
         revocations: RevocationCheck | None = None,
         cache_size: int = 10_000,
+        max_lifetime_seconds: int = 3600,
     ) -> None:
         self._keys = keys
         self._issuer = issuer
@@ -101,14 +105,18 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
         self.revocations = revocations
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._max_lifetime = max_lifetime_seconds
+        # token -> (principal, until): until is exp, or sooner if exp were ever further off than
+        # the maximum lifetime (the lifetime check refuses such a token, this bounds the cache).
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
         if len(token) > self._max_bytes:
             raise InvalidToken("oversized", "The access token is too large.")
-        principal = self._cache.get(token)
-        if principal is not None and principal.exp > time.time():
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > time.time():
+            principal = cached[0]
             self._cache.move_to_end(token)
         else:
             principal = await self._verify_signed(token)
@@ -118,7 +126,7 @@ class TokenVerifier:
         return principal
 
     def _remember(self, token: str, principal: Principal) -> None:
-        self._cache[token] = principal
+        self._cache[token] = (principal, min(principal.exp, time.time() + self._max_lifetime))
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
@@ -170,7 +178,13 @@ class TokenVerifier:
             raise InvalidToken("signature", "The access token's signature is invalid.") from None
         except PyJWTError:
             raise InvalidToken("malformed", "The access token could not be read.") from None
-        return principal_from_claims(claims)
+        principal = principal_from_claims(claims)
+        # No standard caps a JWT's lifetime (RFC 7519 4.1.4); we do, at every hop, so a token
+        # minted for far longer than auth ever issues (a compromised or misconfigured issuer)
+        # is refused here rather than trusted until its distant exp.
+        if principal.exp - principal.iat > self._max_lifetime + self._leeway:
+            raise InvalidToken("lifetime", "The access token's lifetime exceeds the maximum.")
+        return principal
 
 
 def _is_identifier(value: Any) -> bool:

@@ -120,13 +120,31 @@ def telemetry_config() -> TelemetryConfig:
     }
 
 
+# Span attributes that may hold a URL's query string: the query alone (``url.query``), or whole
+# URLs and request targets, old and new semantic conventions (httpx's CLIENT spans set http.url).
+_QUERY_ONLY = ("url.query",)
+_WITH_QUERY = ("url.full", "http.url", "http.target")
+REDACTED = "redacted"
+
+
 class RedactQueryString(SpanProcessor):
-    """Spans keep the path, never the query: RFC 6750 section 2.3 lets clients put an access token
-    in ``?access_token=`` (relayshop refuses it, but a client may still send one)."""
+    """Spans keep the path, never the query, whatever their kind (SERVER, CLIENT, ...): RFC 6750
+    section 2.3 lets clients put an access token in ``?access_token=`` (relayshop refuses it, but
+    a client may still send one, and a URL we call might carry one). Added first, so the span
+    file and the OTLP exporter both only ever see the redacted value. Instrumentations set these
+    attributes when they start a span, which is when this runs."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.attributes and "url.query" in span.attributes:
-            span.set_attribute("url.query", "redacted")
+        attributes = span.attributes
+        if not attributes:
+            return
+        for name in _QUERY_ONLY:
+            if name in attributes:
+                span.set_attribute(name, REDACTED)
+        for name in _WITH_QUERY:
+            value = attributes.get(name)
+            if isinstance(value, str) and "?" in value:
+                span.set_attribute(name, value.partition("?")[0] + "?" + REDACTED)
 
 
 def instrument_http_client(client: httpx.AsyncClient) -> None:

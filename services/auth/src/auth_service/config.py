@@ -36,8 +36,8 @@ class AuthSettings(PlatformSettings):
     port: int = 8001
     client_secret: str = "auth-demo-secret"
 
-    # Short-lived access tokens keep revocation cheap; refresh tokens carry the long session.
-    access_token_ttl_seconds: int = Field(default=300, ge=1, le=3600)
+    # access_token_ttl_seconds (how long access tokens live) is a platform setting: every
+    # verifier bounds a token's lifetime by it.
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     # Private signing keys live here (0700 dir, 0600 files). Default: <data_dir>/keys.
     keys_dir: Path | None = None
@@ -54,8 +54,6 @@ class AuthSettings(PlatformSettings):
     login_max_failures_per_username: int = Field(default=10, ge=1)
     login_max_failures_per_address: int = Field(default=50, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
-    # X-Forwarded-For is believed only when the direct peer is one of these (the gateway).
-    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
 
     cors_origins: list[str] = LOCAL_DOCS_ORIGINS
     redis_timeout_seconds: float = 2.0

@@ -25,7 +25,7 @@ from .oauth import OAuthError, invalid_request
 from .passwords import MAX_PASSWORD_LENGTH, Passwords
 from .revoker import Revoker
 from .sessions import RefreshRejected, issue_tokens, redeem_refresh_token, start_session
-from .throttle import LoginThrottle, client_address
+from .throttle import LoginThrottle, client_account, client_address, user_account
 from .tokens import SERVICE_SCOPE, mint_access_token
 
 # What a user token may be granted; the default (no scope asked) is all of them.
@@ -44,6 +44,28 @@ def temporarily_unavailable() -> OAuthError:
         "Auth cannot reach Redis right now; try again shortly.",
         {"Retry-After": "1"},
     )
+
+
+async def reserve_attempt(throttle: LoginThrottle, account: str, address: str) -> None:
+    """Count this attempt before any hashing, or refuse it: 429 at the limit, 503 without Redis."""
+    try:
+        wait = await throttle.reserve(account, address)
+    except (RedisError, OSError):
+        raise temporarily_unavailable() from None
+    if wait:
+        raise OAuthError(
+            429,
+            "slow_down",
+            f"Too many failed attempts; try again in {wait} seconds.",
+            {"Retry-After": str(wait)},
+        )
+
+
+async def attempt_succeeded(throttle: LoginThrottle, account: str, address: str) -> None:
+    try:
+        await throttle.succeeded(account, address)
+    except (RedisError, OSError):
+        raise temporarily_unavailable() from None
 
 
 def invalid_grant(description: str) -> OAuthError:
@@ -79,30 +101,13 @@ async def password_grant(
     if len(username) > MAX_USERNAME_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
         raise invalid_request("The username or password is too long.")
     scope = granted_scope(form.get("scope"))
-    address = client_address(request, settings.trusted_proxies)
-    try:
-        wait = await throttle.retry_after(username, address)
-    except (RedisError, OSError):
-        raise temporarily_unavailable() from None
-    if wait:
-        raise OAuthError(
-            429,
-            "slow_down",
-            f"Too many failed sign-ins; try again in {wait} seconds.",
-            {"Retry-After": str(wait)},
-        )
+    account, address = user_account(username), client_address(request, settings.trusted_proxies)
+    await reserve_attempt(throttle, account, address)
     user = (await db.exec(select(User).where(User.username == username))).first()
     valid = await passwords.verify_or_dummy(password, user.password_hash if user else None)
     if user is None or not valid:
-        try:
-            await throttle.failed(username, address)
-        except (RedisError, OSError):
-            raise temporarily_unavailable() from None
-        raise invalid_grant(BAD_CREDENTIALS)
-    try:
-        await throttle.succeeded(username)
-    except (RedisError, OSError):
-        raise temporarily_unavailable() from None
+        raise invalid_grant(BAD_CREDENTIALS)  # the attempt stays counted
+    await attempt_succeeded(throttle, account, address)
     session = await start_session(db, user, scope)
     return await issue_tokens(db, settings, keys, user, session)
 
@@ -139,13 +144,19 @@ async def client_credentials_grant(
     settings: AuthSettings,
     keys: KeyStore,
     passwords: Passwords,
+    throttle: LoginThrottle,
 ) -> TokenResponse:
     client_id, secret = basic_credentials(request)
     scope = granted_scope(form.get("scope"), (SERVICE_SCOPE,))
+    # A client secret is a password too (RFC 6749 section 10.10, online guessing): the same
+    # throttle, per client and per address, before any hashing.
+    account, address = client_account(client_id), client_address(request, settings.trusted_proxies)
+    await reserve_attempt(throttle, account, address)
     client = await db.get(Client, client_id)
     valid = await passwords.verify_or_dummy(secret, client.secret_hash if client else None)
     if client is None or not valid:
         raise invalid_client("The client is unknown or its secret is wrong.")
+    await attempt_succeeded(throttle, account, address)
     access = mint_access_token(
         keys,
         issuer=settings.issuer,

@@ -43,7 +43,7 @@ def create_app() -> FastAPI:
     async def on_startup(app: FastAPI) -> None:
         await key_store.load()
         redis = aioredis.from_url(
-            settings.redis_url,
+            settings.redis_connection_url(),
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=settings.redis_timeout_seconds,
         )
@@ -52,7 +52,7 @@ def create_app() -> FastAPI:
         app.state.revoker = Revoker(RevocationStore(redis), app.state.revocations)
         app.state.throttle = LoginThrottle(
             redis,
-            max_per_username=settings.login_max_failures_per_username,
+            max_per_account=settings.login_max_failures_per_username,
             max_per_address=settings.login_max_failures_per_address,
             window_seconds=settings.login_failure_window_seconds,
         )

@@ -3,7 +3,9 @@
 Idempotent: an existing account is left alone (its id, the token ``sub``, stays stable across
 restarts). A service client's secret hash is replaced when the configured secret changed, so
 rotating ``RELAYSHOP_ORDERS_CLIENT_SECRET`` only takes a restart of auth and orders.
-The demo accounts are never created when ``RELAYSHOP_ENV=production`` (settings refuse it).
+The demo accounts are never created when ``RELAYSHOP_ENV=production`` (settings refuse it), and
+a production auth refuses to start while one still exists with its published password (a
+database carried over from a demo): anyone who read the README could sign in as admin.
 """
 
 from __future__ import annotations
@@ -31,7 +33,19 @@ DEMO_USERS = (
 )
 
 
+class DemoAccountsInProduction(RuntimeError):
+    pass
+
+
 async def seed(db: AsyncSession, settings: AuthSettings) -> None:
+    if settings.env == "production":
+        found = await demo_accounts_present(db)
+        if found:
+            raise DemoAccountsInProduction(
+                "RELAYSHOP_ENV=production refuses to start: the database holds demo accounts "
+                f"with their published passwords ({', '.join(found)}); delete them or change "
+                "their passwords"
+            )
     try:
         if settings.seed_demo_users and settings.env != "production":
             await _seed_demo_users(db)
@@ -43,6 +57,20 @@ async def seed(db: AsyncSession, settings: AuthSettings) -> None:
         # Another auth replica seeded the same rows at the same moment: theirs are as good.
         await db.rollback()
         log.info("seed rows were created concurrently by another instance")
+
+
+async def demo_accounts_present(db: AsyncSession) -> list[str]:
+    """The demo accounts that exist and still accept their published password."""
+    names = [username for username, _, _ in DEMO_USERS]
+    users = (await db.exec(select(User).where(col(User.username).in_(names)))).all()
+    passwords = {username: password for username, password, _ in DEMO_USERS}
+    return sorted(
+        [
+            user.username
+            for user in users
+            if await verify_password(passwords[user.username], user.password_hash)
+        ]
+    )
 
 
 async def _seed_demo_users(db: AsyncSession) -> None:

@@ -7,7 +7,9 @@ Up (client -> service): everything the client sent, minus
   them (identity is only ever the verified token), but a service added later, or a sidecar, might;
   so they never get past the edge;
 - the headers the gateway sets itself: X-Forwarded-*, X-Request-ID and the W3C trace context
-  (replaced by the gateway's own span, injected by the proxy).
+  (replaced by the gateway's own span, injected by the proxy);
+- ``Cookie``: the browser's cookies belong to the gateway (the console's session id among
+  them). Services authenticate bearer tokens only, so no cookie ever needs to cross the edge.
 ``Authorization`` is relayed unchanged (token relay): each service verifies it again.
 
 Down (service -> client): everything except hop-by-hop headers and the two the gateway's own
@@ -73,7 +75,11 @@ GATEWAY_SET = frozenset(
     }
 )
 
-_DROPPED_UP = HOP_BY_HOP | SMUGGLED_IDENTITY | GATEWAY_SET
+# The gateway's own session cookie must not reach a service (or its logs, or a compromised one):
+# cookies are scoped to the origin that set them (RFC 6265 section 8.5), here the gateway.
+GATEWAY_ONLY = frozenset({"cookie"})
+
+_DROPPED_UP = HOP_BY_HOP | SMUGGLED_IDENTITY | GATEWAY_SET | GATEWAY_ONLY
 # The gateway's own server adds these to every response.
 _DROPPED_DOWN = HOP_BY_HOP | {"date", "server"}
 

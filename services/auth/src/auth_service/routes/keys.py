@@ -6,6 +6,10 @@
                                         fail everywhere once the services have refetched
 
 After each change auth announces it on Redis, and every service refetches the JWKS at once.
+Every service also refetches it every ``jwks_refresh_seconds`` on its own, which bounds how long
+a retired key stays trusted if the announcement is lost. If the announcement cannot even be
+published, retiring answers 503 saying so: the key is retired at auth, but an operator who
+retired a leaked key must know the services may trust it until their next refresh.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import logging
 
 from fastapi import APIRouter, Depends, Request
 from redis.exceptions import RedisError
-from relayshop_platform.errors import Conflict, NotFound
+from relayshop_platform.errors import Conflict, NotFound, UpstreamUnavailable
 from relayshop_platform.security import require_roles
 
-from ..deps import Keys, RevokerDep
+from ..deps import Keys, RevokerDep, Settings
 from ..keys import KeyInUse, KeyNotFound, KeyStore
 from ..models import SigningKeys
 from ..revoker import Revoker
@@ -31,32 +35,46 @@ log = logging.getLogger("auth.keys")
 @router.post("/rotate", response_model=SigningKeys, summary="Make a new signing key current")
 async def rotate(request: Request, keys: Keys, revoker: RevokerDep) -> SigningKeys:
     await keys.rotate()
+    # Unannounced, a rotation is still safe: a token under the new kid makes each service
+    # refetch the JWKS, and the old key stays valid until its tokens expire anyway.
     await _announce(request, revoker)
     return _describe(keys)
 
 
-@router.post("/{kid}/retire", response_model=SigningKeys, summary="Drop a previous key now")
-async def retire(kid: str, request: Request, keys: Keys, revoker: RevokerDep) -> SigningKeys:
+@router.post(
+    "/{kid}/retire",
+    response_model=SigningKeys,
+    summary="Drop a previous key now",
+    responses={503: {"description": "Retired at auth, but the services could not be told"}},
+)
+async def retire(
+    kid: str, request: Request, keys: Keys, revoker: RevokerDep, settings: Settings
+) -> SigningKeys:
     try:
         await keys.retire(kid)
     except KeyNotFound:
         raise NotFound("No published signing key has this kid.") from None
     except KeyInUse:
         raise Conflict("The current signing key cannot be retired; rotate first.") from None
-    await _announce(request, revoker)
+    if not await _announce(request, revoker):
+        raise UpstreamUnavailable(
+            "The key is retired at auth, but the announcement to the services failed (Redis "
+            "unreachable): each service trusts it until its next JWKS refresh, within "
+            f"{settings.jwks_refresh_seconds:g} s."
+        )
     return _describe(keys)
 
 
-async def _announce(request: Request, revoker: Revoker) -> None:
+async def _announce(request: Request, revoker: Revoker) -> bool:
+    """Tell every service to refetch the JWKS now; False if Redis could not carry it."""
     # Auth's own verifier may hold tokens signed by a retired key in its cache: forget them now.
     request.app.state.verifier.forget()
     try:
         await revoker.keys_changed()
     except (RedisError, OSError):
-        # The change is saved either way. A service that lost Redis too refetches the JWKS when
-        # it reconnects (RevocationMirror does so after every resync); a new kid triggers a
-        # refetch anyway. Worth an operator's attention, not a failed answer.
-        log.warning("could not announce the key change on Redis; services refetch on reconnect")
+        log.warning("could not announce the key change on Redis; services refetch on schedule")
+        return False
+    return True
 
 
 def _describe(keys: KeyStore) -> SigningKeys:

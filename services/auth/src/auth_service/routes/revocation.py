@@ -35,7 +35,7 @@ from ..oauth import NO_STORE, BadForm, invalid_request, read_body, read_form
 from ..passwords import hash_password
 from ..revoker import Revoker
 from ..sessions import revoke_all_sessions, revoke_session
-from ..throttle import client_address
+from ..throttle import client_address, user_account
 from ..tokens import refresh_token_hash
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -169,14 +169,15 @@ async def change_password(
     account = await db.get(User, user.sub)
     if account is None:
         raise NotFound("No such user.")
-    address = client_address(request, settings.trusted_proxies)
+    # The same throttle as sign-in: a stolen access token must not become a password oracle.
+    attempt = user_account(account.username), client_address(request, settings.trusted_proxies)
     try:
-        wait = await throttle.retry_after(account.username, address)
+        wait = await throttle.reserve(*attempt)  # counted before hashing, atomically
         if wait:
             raise TooManyAttempts(wait)
         if not await passwords.verify_or_dummy(change.current_password, account.password_hash):
-            await throttle.failed(account.username, address)
             raise InvalidInput("The current password is incorrect.")
+        await throttle.succeeded(*attempt)
     except (RedisError, OSError):
         raise UpstreamUnavailable("Auth cannot reach Redis right now; try again.") from None
     account.password_hash = await hash_password(change.new_password)

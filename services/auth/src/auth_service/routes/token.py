@@ -79,7 +79,9 @@ async def token(
     elif grant_type == "refresh_token":
         answer = await refresh_token_grant(form, db, settings, keys, revoker)
     elif grant_type == "client_credentials":
-        answer = await client_credentials_grant(request, form, db, settings, keys, passwords)
+        answer = await client_credentials_grant(
+            request, form, db, settings, keys, passwords, throttle
+        )
     elif not grant_type:
         raise invalid_request("The grant_type parameter is required.")
     else:

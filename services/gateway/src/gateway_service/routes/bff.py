@@ -103,7 +103,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """One Redis client for the sessions (a router lifespan: runs after the platform's startup,
     so app.state.settings is there)."""
     settings: GatewaySettings = app.state.settings
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    client = aioredis.Redis.from_url(
+        # Its own ACL user: the sessions' keys only, never the revocations (redis_acl.py).
+        settings.redis_connection_url("gateway-console"),
+        socket_timeout=5,
+    )
     app.state.bff_sessions = SessionStore(client, settings.bff_session_seconds)
     try:
         yield
