@@ -99,14 +99,14 @@ class PlatformSettings(BaseSettings):
     # "json": one JSON object per line with trace_id and span_id; "text": the same, for humans.
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Who may read /metrics (metrics.py): loopback, plus the private ranges (RFC 1918) where
-    # Prometheus scrapes pod IPs inside a cluster. Anyone else gets 404. JSON list of CIDRs.
     # Proxies whose X-Forwarded-For is believed (auth's sign-in throttle counts per client
     # address): the gateway's address, or in a cluster the whole pod range. Addresses or CIDRs,
     # a JSON list. uvicorn's FORWARDED_ALLOW_IPS (--forwarded-allow-ips) must name the same.
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default=["127.0.0.1/32", "::1/128"], validate_default=True
     )
+    # Who may read /metrics (metrics.py): loopback, plus the private ranges (RFC 1918) where
+    # Prometheus scrapes pod IPs inside a cluster. Anyone else gets 404. JSON list of CIDRs.
     metrics_allowed_networks: list[IPvAnyNetwork] = Field(
         default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
         validate_default=True,
