@@ -31,7 +31,7 @@ if not Path(CHROMIUM).exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, Response, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, Response, expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -40,29 +40,11 @@ SCREENSHOTS = ROOT / "var" / "screenshots"
 DOCS_SCREENSHOT = ROOT / "docs" / "hop-inspector.png"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.")
 SESSIONS = "relayshop:bff:session:*"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from make_stack(tmp_path_factory.mktemp("browser-stack"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Watched:
