@@ -43,6 +43,7 @@ from .tracing import (
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
 
+_ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 Startup = Callable[[FastAPI], Awaitable[None]]
 
@@ -213,7 +214,10 @@ def health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    # 503 is this endpoint's answer, not an error: a JSON body naming what is down.
+    not_ready = {"description": "Not ready; the body names what is down", "content": _ANY_JSON}
+
+    @router.get("/readyz", responses={503: not_ready})
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         checks: dict[str, str] = {}
