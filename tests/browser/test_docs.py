@@ -11,20 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import Browser, Page, Route, expect
 from relayshop_platform.devstack import PASSWORDS, Client, Stack
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM}: sudo apt-get install -y chromium",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, Page, Route, expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
