@@ -311,8 +311,7 @@ NO_CONTROL_CHARACTERS = f"^[^{CONTROL_CHARACTERS}]*$"
 def platform_answers(operation: dict[str, Any], method: str) -> dict[str, str]:
     """The statuses the platform adds to this operation's own: 401 and 403 where a token is
     checked, 400 and 404 where a path parameter is read, 400 and 413 where a body is, 431
-    everywhere.
-    String path parameters get the pattern that limits.py enforces."""
+    everywhere. On the way, string path parameters get the pattern limits.py enforces."""
     answers = dict(_HEADER_ANSWER)
     if operation.get("security"):
         answers.update(_BEARER_ANSWERS)
