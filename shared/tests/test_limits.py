@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from relayshop_platform.errors import PROBLEM_JSON, install_error_handlers
 from relayshop_platform.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES, RequestLimits
+from relayshop_platform.security import oauth2_scheme
 
 
 class Item(BaseModel):
@@ -25,6 +26,14 @@ def client() -> TestClient:
     @app.post("/items/{item_id}")
     async def create(item_id: str, item: Item) -> Item:
         return item
+
+    @app.get("/items/{item_id}", dependencies=[Depends(oauth2_scheme)])
+    async def read(item_id: str) -> Item:
+        return Item(name=item_id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {}
 
     return TestClient(app)
 
@@ -75,3 +84,31 @@ def test_openapi_documents_errors_as_problem_json(client: TestClient) -> None:
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     invalid = client.post("/items/1", json={"name": 1})
     assert invalid.status_code == 422 and invalid.headers["content-type"] == PROBLEM_JSON
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "DELETE", "PATCH"])
+def test_wrong_method_is_405_naming_every_method(client: TestClient, method: str) -> None:
+    # Two routes serve /items/{item_id}: Allow must name both (RFC 9110 section 15.5.6), not
+    # only the first route that matched the path.
+    response = client.request(method, "/items/1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert client.request(method, "/healthz").headers["allow"] == "GET"
+
+
+def test_openapi_documents_every_answer_the_platform_gives(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    read, create = paths["/items/{item_id}"]["get"], paths["/items/{item_id}"]["post"]
+    health = paths["/healthz"]["get"]
+    # A token is checked: 401 and 403. A path parameter: 400 and 404. A body: 400 and 413.
+    assert {"401", "403", "400", "404", "431"} <= set(read["responses"])
+    assert {"400", "404", "413", "431"} <= set(create["responses"])
+    assert not {"401", "403"} & set(create["responses"])  # no token checked there
+    assert set(health["responses"]) == {"200", "431"}
+    # The path parameter's schema refuses what limits.py refuses with 400.
+    (parameter,) = read["parameters"]
+    assert parameter["schema"]["pattern"] == "^[^\\x00-\\x1f\\x7f]*$"
+    assert read["responses"]["401"]["content"] == {
+        PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }

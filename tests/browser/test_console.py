@@ -1,7 +1,7 @@
 """The browser console in a real Chromium (Playwright for Python), against a real stack.
 
 Needs Debian's chromium at /usr/bin/chromium (``sudo apt-get install -y chromium``); CI always
-installs it. Without it the module is skipped, with the reason printed in the summary.
+installs it. Without it the module is skipped (conftest.py), with the reason in the summary.
 
 Screenshots go to var/screenshots/. The hop inspector's also goes to docs/hop-inspector.png (the
 README's picture) when that file is missing or RELAYSHOP_UPDATE_SCREENSHOTS=1, so a plain
@@ -22,16 +22,8 @@ from typing import Any
 
 import pytest
 import redis
+from playwright.sync_api import Browser, Page, Response, expect
 from relayshop_devtools.devstack import Client, Stack, free_port, make_stack
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM}: sudo apt-get install -y chromium",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, Page, Response, expect, sync_playwright  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -40,29 +32,11 @@ SCREENSHOTS = ROOT / "var" / "screenshots"
 DOCS_SCREENSHOT = ROOT / "docs" / "hop-inspector.png"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.")
 SESSIONS = "relayshop:bff:session:*"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield from make_stack(tmp_path_factory.mktemp("browser-stack"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Watched:

@@ -3,7 +3,8 @@
 create_service_app() gives a FastAPI app with: the error handlers of errors.py, X-Request-ID and
 X-Trace-Id on every response, /healthz (liveness) and /readyz (database, revocation mirror,
 signing keys), the token verifier on app.state, the long-lived HTTP client, this service's own
-client_credentials tokens, and /docs whose Authorize button signs in at the public token endpoint.
+client_credentials tokens, and /docs and /redoc served offline (docs.py), whose Authorize button
+signs in at the public token endpoint.
 Observability: JSON logs with one access line per request (logs.py), /metrics (metrics.py) and
 a trace span per request, per outgoing call and per SQL statement (tracing.py).
 """
@@ -21,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .docs import install_docs
 from .errors import install_error_handlers
 from .jwks import JWKSCache
 from .limits import RequestLimits
@@ -41,6 +43,7 @@ from .tracing import (
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
 
+_ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 Startup = Callable[[FastAPI], Awaitable[None]]
 
@@ -192,6 +195,8 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
         openapi_tags=openapi_tags,
+        docs_url=None,  # docs.py serves /docs and /redoc with local assets instead of a CDN's
+        redoc_url=None,
         swagger_ui_init_oauth={"clientId": "relayshop-docs"},
         telemetry=telemetry_config(),  # a SERVER span per request (tracing.py)
     )
@@ -203,7 +208,7 @@ def create_service_app(
         app.include_router(router)
     app.include_router(health_router())
     app.include_router(metrics_router())
-    _point_docs_login_at_public_token_endpoint(app, f"{settings.issuer}/token")
+    install_docs(app, token_url=f"{settings.issuer}/token")
     return app
 
 
@@ -214,7 +219,10 @@ def health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    # 503 is this endpoint's answer, not an error: a JSON body naming what is down.
+    not_ready = {"description": "Not ready; the body names what is down", "content": _ANY_JSON}
+
+    @router.get("/readyz", responses={503: not_ready})
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         checks: dict[str, str] = {}
@@ -237,19 +245,3 @@ def health_router() -> APIRouter:
         )
 
     return router
-
-
-def _point_docs_login_at_public_token_endpoint(app: FastAPI, token_url: str) -> None:
-    """The docs' Authorize button must sign in where tokens are issued: auth, via the gateway."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = original()
-        schemes = schema.get("components", {}).get("securitySchemes", {})
-        for scheme in schemes.values():
-            password = scheme.get("flows", {}).get("password")
-            if password is not None:
-                password["tokenUrl"] = token_url
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

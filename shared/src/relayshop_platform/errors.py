@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import Message, Send
 
 PROBLEM_JSON = "application/problem+json"
@@ -213,6 +214,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 section 15.5.6: a 405 MUST carry Allow with the methods the resource
+            # supports. Starlette names only those of the first route that matched the path, and
+            # a path served by several routes (GET and POST /api/orders) needs all of them.
+            headers["Allow"] = allowed_methods(request)
         title = {
             400: "Bad Request",
             404: "Not Found",
@@ -220,7 +227,7 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "Content Too Large",
             431: "Request Header Fields Too Large",
         }.get(exc.status_code, "Error")
-        return problem(exc.status_code, title, str(exc.detail), dict(exc.headers or {}))
+        return problem(exc.status_code, title, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -228,6 +235,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(500, "Internal Server Error", "Something went wrong on our side.")
 
     document_problems(app)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method a route of this app serves at the request's path, for a 405's Allow: each
+    method is put to the app's own routing (routers included in routers too)."""
+    allowed = set()
+    # Inside a mount, root_path has grown by the mount's prefix; routing starts from the app's.
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    for method in _METHODS:
+        scope = {**request.scope, "method": method, "root_path": root_path}
+        for route in request.app.router.routes:
+            if isinstance(route, Mount):
+                if route.matches(scope)[0] != Match.NONE and method in ("GET", "HEAD"):
+                    allowed.add(method)  # mounted static files (StaticFiles: GET and HEAD)
+            elif route.matches(scope)[0] == Match.FULL:
+                allowed.add(method)
+    return ", ".join(sorted(allowed))
 
 
 # The RFC 9457 members every relayshop problem has, plus ``errors`` (where a request was invalid)
@@ -261,19 +288,65 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _FASTAPI_ERROR_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
+# Answers the platform itself may give to any operation, before or around its route (RFC 9110
+# section 15.5: a client, or a schema fuzzer, must find every status it can get documented).
+_BEARER_ANSWERS = {
+    "401": "No valid bearer token: missing, expired, revoked or not for this service "
+    "(RFC 6750 section 3.1, with WWW-Authenticate)",
+    "403": "The token is valid but its roles or scopes do not allow this "
+    '(RFC 6750 section 3.1, error="insufficient_scope")',
+}
+_BAD_REQUEST = "A control character in the path (limits.py), or a body that cannot be parsed"
+_NOT_FOUND = {"404": "No such resource, or not yours to see (a stranger's id is a 404)"}
+_BODY_ANSWER = {"413": "The body is over the size limit (RFC 9110 section 15.5.14)"}
+_HEADER_ANSWER = {"431": "The header section is over the size limit (RFC 6585 section 5)"}
+
+
+# limits.py refuses these in any path with 400: a path parameter's schema says so too, so that a
+# value the schema calls valid is one the service accepts (a regex class, for Python and JSON).
+CONTROL_CHARACTERS = "\\x00-\\x1f\\x7f"
+NO_CONTROL_CHARACTERS = f"^[^{CONTROL_CHARACTERS}]*$"
+
+
+def platform_answers(operation: dict[str, Any], method: str) -> dict[str, str]:
+    """The statuses the platform adds to this operation's own: 401 and 403 where a token is
+    checked, 400 and 404 where a path parameter is read, 400 and 413 where a body is, 431
+    everywhere. On the way, string path parameters get the pattern limits.py enforces."""
+    answers = dict(_HEADER_ANSWER)
+    if operation.get("security"):
+        answers.update(_BEARER_ANSWERS)
+    path_parameters = [p for p in operation.get("parameters", []) if p.get("in") == "path"]
+    for parameter in path_parameters:
+        schema = parameter.get("schema", {})
+        if schema.get("type") == "string":
+            schema.setdefault("pattern", NO_CONTROL_CHARACTERS)
+    if path_parameters:
+        answers.update(_NOT_FOUND)
+    has_body = "requestBody" in operation or method in ("post", "put", "patch")
+    if path_parameters or has_body:
+        answers["400"] = _BAD_REQUEST
+    if has_body:
+        answers.update(_BODY_ANSWER)
+    return answers
+
+
 def document_problems(app: FastAPI) -> None:
     """Make app.openapi() describe error answers as they are sent: application/problem+json.
 
-    An error response an operation declares with no body, or with FastAPI's default 422 body,
-    becomes a Problem. Bodies an operation declares itself (auth's RFC 6749 OAuth errors) stay."""
+    Each operation also lists the answers the platform gives it (``platform_answers``). An error
+    response an operation declares with no body, or with FastAPI's default 422 body, becomes a
+    Problem. Bodies an operation declares itself (auth's RFC 6749 OAuth errors) stay."""
     original: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = original()
         problem_ref = {"$ref": "#/components/schemas/Problem"}
         for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                for status, response in operation.get("responses", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                for status, description in platform_answers(operation, method).items():
+                    responses.setdefault(status, {"description": description})
+                for status, response in responses.items():
                     if not str(status).startswith(("4", "5")):
                         continue
                     content = response.get("content")

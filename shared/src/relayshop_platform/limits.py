@@ -26,14 +26,20 @@ from collections.abc import Iterable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BadRequest, ContentTooLarge, HeaderFieldsTooLarge, send_problem
+from .errors import (
+    CONTROL_CHARACTERS,
+    BadRequest,
+    ContentTooLarge,
+    HeaderFieldsTooLarge,
+    send_problem,
+)
 
 # The whole header section (names + values). 16 KiB is what h11 and many proxies allow, twice an
 # access token at the verifier's 8 KiB cap plus ordinary headers.
 MAX_HEADER_BYTES = 16 * 1024
 # No relayshop request body comes near this: an order of 100 lines is a few kilobytes.
 MAX_BODY_BYTES = 1024 * 1024
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_CHARACTERS = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def header_section_size(headers: Iterable[tuple[bytes, bytes]]) -> int:

@@ -36,7 +36,7 @@ from .tokens import Principal, TokenVerifier
 SERVICE_TOKEN_HEADER = "x-service-token"
 
 # The Authorize button in /docs: the OAuth2 password flow against the public token endpoint.
-# tokenUrl is set per app in app.py (it must be absolute, auth lives on another port).
+# tokenUrl is set per app in docs.py (it must be absolute, auth lives on another port).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 

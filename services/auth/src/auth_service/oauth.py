@@ -12,6 +12,7 @@ uses the platform's problem details.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -22,7 +23,15 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 16 * 1024  # an honest token request is a few hundred bytes
 MAX_FORM_FIELDS = 20
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed in passwords
+_CONTROL_CLASS = r"\x00-\x08\x0a-\x1f\x7f"  # tab is allowed in passwords
+_CONTROL_CHARACTERS = re.compile(f"[{_CONTROL_CLASS}]")
+# The same rule as a JSON Schema pattern, for the forms' OpenAPI descriptions.
+FORM_VALUE = f"^[^{_CONTROL_CLASS}]*$"
+
+
+def form_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """openapi_extra for a route that reads its url-encoded form itself (``read_form``)."""
+    return {"requestBody": {"required": True, "content": {FORM_CONTENT_TYPE: {"schema": schema}}}}
 
 
 class OAuthError(Exception):
@@ -71,7 +80,7 @@ async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[s
     try:
         pairs = parse_qsl(
             body.decode("ascii"),
-            keep_blank_values=False,
+            keep_blank_values=True,  # so that a bad name is refused even without a value
             max_num_fields=MAX_FORM_FIELDS,
             errors="strict",
         )
@@ -83,6 +92,8 @@ async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[s
             # RFC 6749 Appendix A: no parameter (not even a password) holds a control character;
             # and a NUL would reach the database, which PostgreSQL answers with an error.
             raise BadForm("The form must not contain control characters.")
+        if not value:
+            continue  # RFC 6749 section 3.2: a parameter sent without a value is omitted
         if name in form:
             raise BadForm(f"The parameter '{name[:40]}' appears more than once.")
         form[name] = value

@@ -2,7 +2,8 @@
 
     RequestIdMiddleware -> Proxy     /auth/..., /api/... : token check at the edge, then streamed
     GatewayASGI ---------|                                  to the service (proxy.py)
-                         `-> FastAPI  /healthz, /readyz, /docs, GET /api/orders/{id}/summary,
+                         `-> FastAPI  /healthz, /readyz, /docs, /redoc,
+                                      GET /api/orders/{id}/summary,
                                       the console: / and /static (page), /bff/* (its session)
 
 The FastAPI app (create_service_app: errors, request ids, tracing, verifier, revocation mirror)

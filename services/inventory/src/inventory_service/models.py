@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from relayshop_platform.jsontypes import JsonInt
 from sqlalchemy import JSON, CheckConstraint, Column, DateTime
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -75,14 +76,14 @@ class ProductOut(BaseModel):
 class StockUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stock: int = Field(ge=0, le=MAX_STOCK, strict=True, description="The new absolute stock.")
+    stock: JsonInt = Field(ge=0, le=MAX_STOCK, description="The new absolute stock.")
 
 
 class ReservationItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Sku
-    quantity: int = Field(ge=1, le=1000, strict=True)
+    quantity: JsonInt = Field(ge=1, le=1000)
 
 
 class ReservationIn(BaseModel):

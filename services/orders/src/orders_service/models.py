@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from relayshop_platform.jsontypes import JsonInt
 from sqlalchemy import JSON, Column, DateTime, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -75,8 +76,8 @@ class Order(SQLModel, table=True):
 
 
 # ---- the public API ---------------------------------------------------------------------------
-# strict=True on each number and string: "5", 5.0 or true is not a quantity (pydantic's lax mode
-# would quietly turn true into 1).
+# Strict numbers and strings: "5" or true is not a quantity (pydantic's lax mode would quietly
+# turn true into 1); 5.0 is, being the JSON number 5 (JsonInt).
 
 
 class OrderItemIn(BaseModel):
@@ -85,7 +86,7 @@ class OrderItemIn(BaseModel):
     sku: Annotated[
         str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     ]
-    quantity: Annotated[int, Field(strict=True, ge=1, le=1000)]
+    quantity: JsonInt = Field(ge=1, le=1000)
 
 
 class OrderCreate(BaseModel):

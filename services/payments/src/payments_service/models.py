@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+from relayshop_platform.jsontypes import JsonInt
 from sqlalchemy import Column, DateTime
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -53,7 +54,7 @@ class ChargeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: OrderId
-    amount_cents: int = Field(gt=0, le=MAX_AMOUNT_CENTS, strict=True)
+    amount_cents: JsonInt = Field(gt=0, le=MAX_AMOUNT_CENTS)
     payment_method: str = Field(
         min_length=1,
         max_length=64,

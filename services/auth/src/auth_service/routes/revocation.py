@@ -31,7 +31,15 @@ from ..deps import Keys, PasswordsDep, RevokerDep, Settings, Throttle
 from ..grants import temporarily_unavailable
 from ..keys import KeyStore
 from ..models import OAuthErrorBody, PasswordChange, RefreshToken, User
-from ..oauth import NO_STORE, BadForm, invalid_request, read_body, read_form
+from ..oauth import (
+    FORM_VALUE,
+    NO_STORE,
+    BadForm,
+    form_body,
+    invalid_request,
+    read_body,
+    read_form,
+)
 from ..passwords import hash_password
 from ..revoker import Revoker
 from ..sessions import revoke_all_sessions, revoke_session
@@ -56,8 +64,32 @@ class TooManyAttempts(RelayshopError):
 
 @router.post(
     "/revoke",
-    responses={400: {"model": OAuthErrorBody}, 503: {"model": OAuthErrorBody}},
+    response_class=Response,
+    responses={
+        200: {"description": "Revoked, or nothing to revoke (RFC 7009 section 2.2): no body"},
+        400: {"model": OAuthErrorBody},
+        503: {"model": OAuthErrorBody},
+    },
     summary="Revoke an access or refresh token (RFC 7009)",
+    openapi_extra=form_body(
+        {
+            "type": "object",
+            "required": ["token"],
+            # read_form refuses control characters in any name or value (RFC 6749 Appendix A)
+            # and ignores unknown parameters (RFC 6749 section 3.2).
+            "propertyNames": {"pattern": FORM_VALUE},
+            "additionalProperties": {"type": "string", "pattern": FORM_VALUE},
+            "properties": {
+                "token": {"type": "string", "minLength": 1, "pattern": FORM_VALUE},
+                # Only a hint (RFC 7009 section 2.1): any value, even an unknown one.
+                "token_type_hint": {
+                    "type": "string",
+                    "pattern": FORM_VALUE,
+                    "examples": ["access_token", "refresh_token"],
+                },
+            },
+        }
+    ),
 )
 async def revoke(
     request: Request, db: DbSession, settings: Settings, keys: Keys, revoker: RevokerDep

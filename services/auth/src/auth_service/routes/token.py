@@ -17,33 +17,26 @@ from relayshop_platform.db import DbSession
 from ..deps import Keys, PasswordsDep, RevokerDep, Settings, Throttle
 from ..grants import client_credentials_grant, password_grant, refresh_token_grant
 from ..models import OAuthErrorBody, TokenResponse
-from ..oauth import NO_STORE, BadForm, OAuthError, invalid_request, read_form
+from ..oauth import NO_STORE, BadForm, OAuthError, form_body, invalid_request, read_form
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-_FORM_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type"],
-                    "properties": {
-                        "grant_type": {
-                            "type": "string",
-                            "enum": ["password", "refresh_token", "client_credentials"],
-                        },
-                        "username": {"type": "string", "maxLength": 128},
-                        "password": {"type": "string", "format": "password", "maxLength": 1024},
-                        "refresh_token": {"type": "string"},
-                        "scope": {"type": "string", "example": "openid orders"},
-                    },
-                }
-            }
+_FORM_SCHEMA = form_body(
+    {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {
+                "type": "string",
+                "enum": ["password", "refresh_token", "client_credentials"],
+            },
+            "username": {"type": "string", "maxLength": 128},
+            "password": {"type": "string", "format": "password", "maxLength": 1024},
+            "refresh_token": {"type": "string"},
+            "scope": {"type": "string", "example": "openid orders"},
         },
     }
-}
+)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorBody, "description": "invalid_request, invalid_grant, ..."},
     401: {"model": OAuthErrorBody, "description": "invalid_client (client_credentials)"},

@@ -70,7 +70,9 @@ SECURE_COOKIE = "__Host-relayshop_session"
 LOCAL_COOKIE = "relayshop_session"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 CSRF_HEADER = "x-csrf-token"
-MAX_LOGIN_BODY = 4096
+# A 128-character username and a 1024-character password, each character up to 12 bytes once
+# JSON escapes it (a surrogate pair, \\ud83d\\ude00): what an honest sign-in can weigh.
+MAX_LOGIN_BODY = 16 * 1024
 # Sent with every BFF answer: it describes one user's session, so no cache may keep it.
 PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -325,7 +327,44 @@ def _credentials(content_type: str, body: bytes) -> tuple[str, str]:
 
 
 # -- the routes --------------------------------------------------------------------------------
-@router.post("/login", dependencies=[SameOrigin], summary="Sign in; the tokens stay here")
+# What each route may answer besides 200, for its OpenAPI operation. The session is a cookie, not
+# a bearer token, so the platform cannot infer 401 and 403 from a security scheme: they are named.
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": _ANSWERS[status]} for status in statuses}
+
+
+_ANSWERS = {
+    401: "Not signed in, the session has ended, or the sign-in was refused",
+    403: "A cross-site request (Origin, Sec-Fetch-Site) or a missing or wrong X-CSRF-Token",
+    404: "Nothing of yours there",
+    422: "The body is not what this route reads",
+    429: "Too many failed sign-ins; Retry-After says when to try again",
+    503: "The session store or the auth service is unavailable",
+}
+
+
+def json_body(**properties: dict[str, Any]) -> dict[str, Any]:
+    """openapi_extra for a route that reads its JSON body itself (no pydantic model)."""
+    schema = {
+        "type": "object",
+        "required": list(properties),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+@router.post(
+    "/login",
+    dependencies=[SameOrigin],
+    summary="Sign in; the tokens stay here",
+    responses=answers(401, 403, 422, 429, 503),
+    openapi_extra=json_body(
+        username={"type": "string", "minLength": 1, "maxLength": 128},
+        password={"type": "string", "maxLength": 1024},
+    ),
+)
 async def login(request: Request) -> JSONResponse:
     # No CSRF token yet (no session), so the origin check above is the login-CSRF defence.
     username, password = _credentials(
@@ -352,7 +391,7 @@ async def login(request: Request) -> JSONResponse:
     return response
 
 
-@router.get("/session", summary="Who am I (never a token)")
+@router.get("/session", summary="Who am I (never a token)", responses=answers(503))
 async def who_am_i(request: Request) -> JSONResponse:
     try:
         _, session = await _load(request)
@@ -361,7 +400,12 @@ async def who_am_i(request: Request) -> JSONResponse:
     return _json(_view(session))
 
 
-@router.post("/logout", dependencies=[SameOrigin], summary="Revoke the tokens, end the session")
+@router.post(
+    "/logout",
+    dependencies=[SameOrigin],
+    summary="Revoke the tokens, end the session",
+    responses=answers(401, 403, 503),
+)
 async def logout(request: Request, current: CsrfSession) -> JSONResponse:
     session_id, session = current
     revoked = await _revoke_at_auth(request, session)
@@ -400,9 +444,21 @@ async def _revoke_at_auth(request: Request, session: BffSession) -> bool:
 ApiPath = Annotated[str, Path(max_length=512, pattern=r"^[A-Za-z0-9._~/-]+$")]
 
 
-@router.get("/api/{path:path}", summary="Read /api/{path} as yourself")
-@router.post("/api/{path:path}", summary="POST to /api/{path} as yourself (CSRF token needed)")
-@router.put("/api/{path:path}", summary="PUT to /api/{path} as yourself (CSRF token needed)")
+# Past the session checks, the answer is the service's own, relayed: its /docs lists them.
+RELAYED = {**answers(401, 403, 404, 422, 503), "default": {"description": "The service's answer"}}
+
+
+@router.get("/api/{path:path}", summary="Read /api/{path} as yourself", responses=RELAYED)
+@router.post(
+    "/api/{path:path}",
+    summary="POST to /api/{path} as yourself (CSRF token needed)",
+    responses=RELAYED,
+)
+@router.put(
+    "/api/{path:path}",
+    summary="PUT to /api/{path} as yourself (CSRF token needed)",
+    responses=RELAYED,
+)
 async def relay(path: ApiPath, request: Request) -> Response:
     if request.method != "GET":  # state-changing: same origin AND the CSRF token
         await same_origin_only(request)
@@ -492,7 +548,11 @@ async def _remember_order(request: Request, answer: httpx.Response, owner: str) 
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
-@router.get("/trace/{trace_id}", summary="The spans of one of your requests")
+@router.get(
+    "/trace/{trace_id}",
+    summary="The spans of one of your requests",
+    responses=answers(401, 404),
+)
 async def get_trace(trace_id: TraceId, request: Request, current: Session) -> JSONResponse:
     _, session = current
     settings: GatewaySettings = request.app.state.settings
@@ -510,7 +570,11 @@ async def get_trace(trace_id: TraceId, request: Request, current: Session) -> JS
     return _json({"trace_id": trace_id, "spans": spans})
 
 
-@router.get("/demo/foreign-order", summary="An order id of another user (refusal demo)")
+@router.get(
+    "/demo/foreign-order",
+    summary="An order id of another user (refusal demo)",
+    responses=answers(401, 404, 503),
+)
 async def foreign_order(request: Request, current: Session) -> JSONResponse:
     _, session = current
     try:
@@ -526,6 +590,8 @@ async def foreign_order(request: Request, current: Session) -> JSONResponse:
     "/demo/revocation-check",
     dependencies=[SameOrigin],
     summary="Try the revoked token at every hop (the token never leaves the gateway)",
+    responses=answers(403, 404, 422, 503),
+    openapi_extra=json_body(id={"type": "string", "maxLength": 64}),
 )
 async def revocation_check(request: Request) -> JSONResponse:
     try:

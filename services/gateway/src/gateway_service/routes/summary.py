@@ -73,6 +73,11 @@ async def _get(
     "/api/orders/{order_id}/summary",
     response_model=OrderSummary,
     summary="An order with its payment and products (gathered by the gateway)",
+    responses={
+        404: {"description": "Unknown, or not yours to see"},
+        503: {"description": "A service behind the gateway is down or answered unexpectedly"},
+        504: {"description": "A service behind the gateway was too slow"},
+    },
 )
 async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) -> OrderSummary:
     # CurrentUser verified the token (401) and refused a service token (403) before any call out.

@@ -42,7 +42,10 @@ async def _visible(session: AsyncSession, order_id: str, user: Principal) -> Res
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationOut,
     dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
-    responses={200: {"description": "This order_id was already reserved: the same reservation."}},
+    responses={
+        200: {"description": "This order_id was already reserved: the same reservation."},
+        404: {"description": "An unknown sku"},
+    },
 )
 async def reserve(
     body: ReservationIn, user: CurrentUser, session: DbSession, request: Request, response: Response
