@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -137,3 +138,25 @@ def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
             title = getattr(client.app, "title", "the service")  # "relayshop orders"
             raise AssertionError(f"{title} never became ready: {response.text}")
         time.sleep(0.05)
+
+
+class RouteByHost(httpx.AsyncBaseTransport):
+    """An HTTP transport for a service under test (``create_app(http_transport=...)``): requests
+    to the named hosts go to their own transports (fakes of the neighbours, httpx.MockTransport),
+    every other request (auth's keys and tokens) to a real one."""
+
+    def __init__(
+        self,
+        routes: dict[str, httpx.AsyncBaseTransport],
+        default: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.routes = routes
+        self.default = default or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.routes.get(request.url.host, self.default)
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in {*self.routes.values(), self.default}:
+            await transport.aclose()

@@ -22,7 +22,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 from orders_service.main import create_app
-from relayshop_devtools.testing import TestKey
+from relayshop_devtools.testing import RouteByHost, TestKey
 
 INVENTORY_URL = "http://inventory.test"
 PAYMENTS_URL = "http://payments.test"
@@ -212,15 +212,15 @@ def client(
 ) -> Iterator[TestClient]:
     monkeypatch.setenv("RELAYSHOP_INVENTORY_URL", INVENTORY_URL)
     monkeypatch.setenv("RELAYSHOP_PAYMENTS_URL", PAYMENTS_URL)
-    app = create_app()
+    # Only the calls to inventory and payments go to the fake: orders' own token and the JWKS
+    # still come from fake_auth over real HTTP.
+    fake = httpx.MockTransport(neighbours.handle)
+    app = create_app(http_transport=RouteByHost({"inventory.test": fake, "payments.test": fake}))
     with TestClient(app) as test_client:
         deadline = time.monotonic() + 15
         while test_client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, test_client.get("/readyz").json()
             time.sleep(0.05)
-        # After startup: orders' own token and the JWKS still come from fake_auth over real HTTP;
-        # only the calls to inventory and payments go to the fake.
-        app.state.http = httpx.AsyncClient(transport=httpx.MockTransport(neighbours.handle))
         yield test_client
 
 

@@ -1,7 +1,7 @@
 """Payments test fixtures: a running app whose inventory neighbour is a scripted fake.
 
-Inventory is not what these tests are about, so app.state.http (the one client payments calls
-its neighbours with) is swapped for an httpx.MockTransport-backed client that records each call.
+Inventory is not what these tests are about, so the app is built with an HTTP transport that
+sends the calls to inventory to an httpx.MockTransport-backed fake, which records each call.
 The root conftest.py gives a real Redis, a fake auth (serving test_key's JWKS and minting this
 service's client_credentials token), service_env and caller (headers with test_key's tokens).
 """
@@ -20,7 +20,7 @@ from payments_service.main import create_app
 # Caller is re-exported for the test modules (`from .conftest import Caller`); the root
 # conftest.py gives the `caller` fixture.
 from relayshop_devtools.testing import Caller as Caller
-from relayshop_devtools.testing import wait_ready
+from relayshop_devtools.testing import RouteByHost, wait_ready
 
 
 @dataclass
@@ -44,17 +44,19 @@ def inventory() -> FakeInventory:
 
 
 @pytest.fixture
-def app(service_env: dict[str, str], database_url: str | None) -> FastAPI:
-    return create_app()
+def app(
+    service_env: dict[str, str],
+    database_url: str | None,
+    inventory: FakeInventory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FastAPI:
+    monkeypatch.setenv("RELAYSHOP_INVENTORY_URL", "http://inventory.test")
+    fake = httpx.MockTransport(inventory.handle)
+    return create_app(http_transport=RouteByHost({"inventory.test": fake}))
 
 
 @pytest.fixture
-def client(app: FastAPI, inventory: FakeInventory) -> Iterator[TestClient]:
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as client:
         wait_ready(client)
-        original = app.state.http
-        app.state.http = httpx.AsyncClient(transport=httpx.MockTransport(inventory.handle))
-        try:
-            yield client
-        finally:
-            app.state.http = original  # the lifespan closes the client it created
+        yield client

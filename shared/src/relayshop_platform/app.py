@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +32,7 @@ from .metrics import metrics_router
 from .relay import ServiceTokens, create_http_client
 from .revocation import RevocationMirror
 from .settings import PlatformSettings
+from .tasks import PeriodicTask, RunningTasks
 from .tokens import KeySource, TokenVerifier
 from .tracing import (
     current_trace_id,
@@ -39,6 +41,11 @@ from .tracing import (
     setup_tracing,
     telemetry_config,
 )
+
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "create_service_app",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -95,6 +102,8 @@ def create_service_app(
     migrations: str | None = None,  # "orders_service:migrations": Alembic, see migrate_on_start
     on_startup: Startup | None = None,
     on_shutdown: Startup | None = None,
+    background: Sequence[PeriodicTask] = (),  # tasks.py: started when ready, stopped first
+    http_transport: httpx.AsyncBaseTransport | None = None,  # tests: where calls out go
     local_keys: KeySource | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
@@ -103,7 +112,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = create_http_client(settings)
+        http = create_http_client(settings, http_transport)
         instrument_http_client(http)  # a CLIENT span and traceparent on every call out
         jwks = (
             None
@@ -171,6 +180,8 @@ def create_service_app(
             jwks.start()
         if on_startup is not None:
             await on_startup(app)
+        tasks = RunningTasks()
+        tasks.start(app, list(background))
         # What exists now (modules, routes, models, pools, keys) lives as long as the process.
         # gc.freeze() takes it out of the cyclic collector's sight, so the collections that each
         # request's garbage sets off stop walking ~100 MB of objects that can never be garbage.
@@ -181,6 +192,7 @@ def create_service_app(
             yield
         finally:
             gc.unfreeze()  # an app built inside a test process: its objects may go again
+            await tasks.stop()  # first: they use the database and the HTTP client below
             if on_shutdown is not None:
                 await on_shutdown(app)
             await mirror.stop()

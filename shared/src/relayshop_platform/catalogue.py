@@ -22,6 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "AUTH",
+    "CATALOGUE",
+    "GATEWAY",
+    "SERVICES",
+    "SERVICES_WITH_TABLES",
+    "SERVICE_CLIENTS",
+    "SERVICE_NAMES",
+    "Service",
+    "callers_of",
+    "service",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Service:

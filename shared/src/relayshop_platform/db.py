@@ -14,6 +14,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "DbSession",
+    "create_engine",
+    "create_sessionmaker",
+]
+
 
 def async_url(url: str) -> str:
     for plain, driver in (

@@ -20,6 +20,19 @@ from .errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .security import SERVICE_TOKEN_HEADER, bearer_token
 from .settings import PlatformSettings
 
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "BearerRelay",
+    "HttpClient",
+    "Relay",
+    "ServiceAuth",
+    "ServiceTokens",
+    "create_http_client",
+    "never_sent",
+    "relay_auth",
+    "upstream_error",
+]
+
 
 class BearerRelay(httpx.Auth):
     def __init__(self, user_token: str, service_token: str | None = None) -> None:
@@ -73,9 +86,12 @@ class ServiceTokens:
         self._token = None
 
 
-def create_http_client(settings: PlatformSettings) -> httpx.AsyncClient:
+def create_http_client(
+    settings: PlatformSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """One long-lived client per service. httpx API on aiohttp: httpx's own pool is slow under
-    concurrency (encode/httpx #3215). Explicit limits and timeouts, never the defaults."""
+    concurrency (encode/httpx#3215). Explicit limits and timeouts, never the defaults. A test
+    passes its own ``transport`` (an httpx.MockTransport for the neighbours, say)."""
     limits = httpx.Limits(
         max_connections=settings.http_max_connections,
         max_keepalive_connections=settings.http_max_connections,
@@ -85,8 +101,17 @@ def create_http_client(settings: PlatformSettings) -> httpx.AsyncClient:
         settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds
     )
     return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits), timeout=timeout, limits=limits
+        transport=transport or AiohttpTransport(limits=limits), timeout=timeout, limits=limits
     )
+
+
+def get_http_client(request: Request) -> httpx.AsyncClient:
+    http: httpx.AsyncClient = request.app.state.http
+    return http
+
+
+# The service's one long-lived HTTP client, for a handler that calls a neighbour.
+HttpClient = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 
 
 async def relay_auth(request: Request) -> BearerRelay:

@@ -33,6 +33,18 @@ from .errors import InsufficientScope, MissingToken, RelayshopError, TokenError
 from .metrics import ACCESS_DENIALS, TOKEN_REJECTIONS
 from .tokens import Principal, TokenVerifier
 
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "SERVICE_TOKEN_HEADER",
+    "CallingService",
+    "CurrentUser",
+    "bearer_token",
+    "record_denial",
+    "require_caller",
+    "require_roles",
+    "require_service",
+]
+
 SERVICE_TOKEN_HEADER = "x-service-token"
 
 # The Authorize button in /docs: the OAuth2 password flow against the public token endpoint.

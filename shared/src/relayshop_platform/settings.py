@@ -13,10 +13,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from fastapi import Request
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .catalogue import AUTH, SERVICES, service
+
+# What a service uses; the rest is this module's own business.
+__all__ = [
+    "PlatformSettings",
+    "get_app_settings",
+    "per_service",
+]
 
 DEMO_SECRET_MARKER = "demo"
 
@@ -197,3 +205,10 @@ class PlatformSettings(BaseSettings):
                     f"RELAYSHOP_ENV=production refuses demo or short secrets: {', '.join(weak)}"
                 )
         return self
+
+
+def get_app_settings(request: Request) -> PlatformSettings:
+    """The settings the app was built with. Each service declares its typed alias:
+    ``Settings = Annotated[OrdersSettings, Depends(get_app_settings)]`` (its config.py)."""
+    settings: PlatformSettings = request.app.state.settings
+    return settings

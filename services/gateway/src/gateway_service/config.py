@@ -8,9 +8,11 @@ The upstreams' URLs (``RELAYSHOP_AUTH_URL``, ``RELAYSHOP_ORDERS_URL``, ...: the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
+from fastapi import Depends
 from pydantic import Field
-from relayshop_platform.settings import PlatformSettings
+from relayshop_platform.settings import PlatformSettings, get_app_settings
 
 
 class GatewaySettings(PlatformSettings):
@@ -56,3 +58,7 @@ class GatewaySettings(PlatformSettings):
 def get_settings() -> GatewaySettings:
     # Not cached: every create_app() reads the environment afresh (tests start several gateways).
     return GatewaySettings()
+
+
+# The settings the app was built with, typed, for a handler: ``settings: Settings``.
+Settings = Annotated[GatewaySettings, Depends(get_app_settings)]

@@ -5,8 +5,11 @@ Every field is an environment variable ``RELAYSHOP_<FIELD>`` (``.env.example`` l
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from pydantic import Field
-from relayshop_platform.settings import PlatformSettings
+from relayshop_platform.settings import PlatformSettings, get_app_settings
 
 
 class InventorySettings(PlatformSettings):
@@ -24,3 +27,7 @@ class InventorySettings(PlatformSettings):
 def get_settings() -> InventorySettings:
     """Fresh settings from the environment (read once per app, in create_app)."""
     return InventorySettings()
+
+
+# The settings the app was built with, typed, for a handler: ``settings: Settings``.
+Settings = Annotated[InventorySettings, Depends(get_app_settings)]

@@ -5,8 +5,11 @@ Every field is an environment variable ``RELAYSHOP_<FIELD>`` (see settings.Platf
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from pydantic import Field, model_validator
-from relayshop_platform.settings import PlatformSettings
+from relayshop_platform.settings import PlatformSettings, get_app_settings
 
 
 class OrdersSettings(PlatformSettings):
@@ -42,3 +45,7 @@ class OrdersSettings(PlatformSettings):
 def get_settings() -> OrdersSettings:
     # Not cached: create_app() reads it once per app, and tests build apps with different env.
     return OrdersSettings()
+
+
+# The settings the app was built with, typed, for a handler: ``settings: Settings``.
+Settings = Annotated[OrdersSettings, Depends(get_app_settings)]

@@ -6,16 +6,18 @@ The reconciler (reconciler.py) runs beside it and finishes orders a crash left P
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
 
-from . import reconciler
 from .config import get_settings
+from .reconciler import reconciler
 from .routes import orders
 
 
-def create_app() -> FastAPI:
+def create_app(http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The app; ``http_transport`` replaces the network for the calls out (tests)."""
     return create_service_app(
         get_settings(),
         title="relayshop orders",
@@ -26,7 +28,7 @@ def create_app() -> FastAPI:
         routers=[orders.router],
         metadata=SQLModel.metadata,
         migrations="orders_service:migrations",
-        on_startup=reconciler.start,
-        on_shutdown=reconciler.stop,
+        background=[reconciler],
+        http_transport=http_transport,
         openapi_tags=[{"name": "orders", "description": "Customers' orders."}],
     )

@@ -1,9 +1,10 @@
 """The reconciler: finishes every order a crash, a kill or a down neighbour left PENDING.
 
-A background task (started with the app, cancelled at shutdown) that runs once at start and
-then every ``reconcile_interval_seconds``. Each round takes over the PENDING orders whose lease
-ran out (leases.py: the request that placed them stopped acting ``saga_timeout_seconds`` after
-the insert, or died) and asks inventory and payments what really happened (OrderSaga.recover):
+A PeriodicTask (relayshop_platform.tasks: started when the service is ready, cancelled at
+shutdown) that runs once at start and then every ``reconcile_interval_seconds``. Each round takes
+over the PENDING orders whose lease ran out (leases.py: the request that placed them stopped
+acting ``saga_timeout_seconds`` after the insert, or died) and asks inventory and payments what
+really happened (OrderSaga.recover):
 
     payment CAPTURED and reservation COMMITTED   -> CONFIRMED (the sale happened)
     anything else                                -> release the stock, refund a capture,
@@ -19,11 +20,12 @@ at once: taking an order over is a conditional UPDATE, so each order has one dri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from typing import cast
 
 from fastapi import FastAPI
 from relayshop_platform.relay import ServiceAuth
+from relayshop_platform.tasks import PeriodicTask
 
 from . import leases
 from .calls import Calls
@@ -75,24 +77,13 @@ async def _recover(
     return False
 
 
-async def run_forever(app: FastAPI) -> None:
-    settings: OrdersSettings = app.state.settings
-    while True:
-        try:
-            await reconcile_once(app)
-        except Exception:
-            # Auth or the database down for a moment must not end recovery for good.
-            log.exception("reconciling pending orders failed; retrying next round")
-        await asyncio.sleep(settings.reconcile_interval_seconds)
+async def reconcile(app: FastAPI) -> None:
+    await reconcile_once(app)
 
 
-async def start(app: FastAPI) -> None:
-    app.state.reconciler = asyncio.create_task(run_forever(app), name="orders-reconciler")
-
-
-async def stop(app: FastAPI) -> None:
-    task: asyncio.Task[None] | None = getattr(app.state, "reconciler", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+reconciler = PeriodicTask(
+    "orders-reconciler",
+    reconcile,
+    every=lambda settings: cast(OrdersSettings, settings).reconcile_interval_seconds,
+    run_at_start=True,  # at once: finish what the last run of this service left PENDING
+)

@@ -5,8 +5,11 @@ Every field is an environment variable ``RELAYSHOP_<FIELD>`` (``.env.example`` l
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from pydantic import Field, model_validator
-from relayshop_platform.settings import PlatformSettings
+from relayshop_platform.settings import PlatformSettings, get_app_settings
 
 
 class PaymentsSettings(PlatformSettings):
@@ -29,3 +32,7 @@ class PaymentsSettings(PlatformSettings):
 def get_settings() -> PaymentsSettings:
     """Fresh settings from the environment (read once per app, in create_app)."""
     return PaymentsSettings()
+
+
+# The settings the app was built with, typed, for a handler: ``settings: Settings``.
+Settings = Annotated[PaymentsSettings, Depends(get_app_settings)]

@@ -5,6 +5,7 @@ uvicorn payments_service.main:create_app --factory --port 8003
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
@@ -28,7 +29,8 @@ async def on_startup(app: FastAPI) -> None:
     app.state.provider = SimulatedProvider()
 
 
-def create_app() -> FastAPI:
+def create_app(http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The app; ``http_transport`` replaces the network for the calls out (tests)."""
     return create_service_app(
         get_settings(),
         title="relayshop payments",
@@ -37,5 +39,6 @@ def create_app() -> FastAPI:
         metadata=SQLModel.metadata,
         migrations="payments_service:migrations",
         on_startup=on_startup,
+        http_transport=http_transport,
         openapi_tags=TAGS,
     )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends, Request
 from relayshop_platform.errors import InvalidInput
 
 APPROVED_METHODS = frozenset({"pm_card_visa"})
@@ -58,3 +60,12 @@ class SimulatedProvider:
     def captures(self) -> int:
         """How many charges actually took money (for tests and the curious)."""
         return sum(1 for charge in self.charges.values() if charge.captured)
+
+
+def get_provider(request: Request) -> SimulatedProvider:
+    provider: SimulatedProvider = request.app.state.provider
+    return provider
+
+
+# The payment processor the app started with (main.on_startup), for a handler.
+Provider = Annotated[SimulatedProvider, Depends(get_provider)]

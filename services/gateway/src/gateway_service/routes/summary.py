@@ -19,13 +19,12 @@ from relayshop_platform.errors import (
     InsufficientScope,
     InvalidToken,
     NotFound,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
-from relayshop_platform.relay import BearerRelay
+from relayshop_platform.relay import BearerRelay, HttpClient, upstream_error
 from relayshop_platform.security import CurrentUser, bearer_token
 
-from ..config import GatewaySettings
+from ..config import Settings
 from ..models import OrderSummary
 
 router = APIRouter(tags=["orders"])
@@ -33,25 +32,14 @@ router = APIRouter(tags=["orders"])
 OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def _timed_out(exc: httpx.HTTPError) -> bool:
-    # httpx-aiohttp 0.2.0 reports a refused connection as httpx.ConnectTimeout. The aiohttp error
-    # it wraps (__cause__) tells a real timeout (a TimeoutError) from a refusal (503, not 504).
-    if exc.__cause__ is not None:
-        return isinstance(exc.__cause__, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
 async def _get(
-    request: Request, upstream: str, base_url: str, path: str, relay: BearerRelay
+    http: httpx.AsyncClient, upstream: str, base_url: str, path: str, relay: BearerRelay
 ) -> dict[str, Any] | None:
     """GET one resource: its JSON, or None for a 404. Other failures become one HTTP answer."""
-    http: httpx.AsyncClient = request.app.state.http
     try:
         response = await http.get(f"{base_url.rstrip('/')}{path}", auth=relay)
     except httpx.HTTPError as exc:
-        if _timed_out(exc):
-            raise UpstreamTimeout(f"The {upstream} service did not answer in time.") from exc
-        raise UpstreamUnavailable(f"The {upstream} service is unavailable.") from exc
+        raise upstream_error(exc, upstream) from exc  # 503 down, 504 too slow
     if response.status_code == 404:
         return None
     if response.status_code == 401:  # e.g. revoked between our check and theirs
@@ -79,11 +67,16 @@ async def _get(
         504: {"description": "A service behind the gateway was too slow"},
     },
 )
-async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) -> OrderSummary:
+async def order_summary(
+    order_id: OrderId,
+    user: CurrentUser,
+    settings: Settings,
+    http: HttpClient,
+    request: Request,
+) -> OrderSummary:
     # CurrentUser verified the token (401) and refused a service token (403) before any call out.
-    settings: GatewaySettings = request.app.state.settings
     relay = BearerRelay(bearer_token(request))
-    order = await _get(request, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay)
+    order = await _get(http, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay)
     if order is None:
         raise NotFound("No such order.")
 
@@ -93,7 +86,7 @@ async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) 
     payment_id = order.get("payment_id")
     lookups = [
         _get(
-            request,
+            http,
             "inventory",
             settings.url("inventory"),
             f"/api/inventory/products/{quote(sku, safe='')}",
@@ -103,7 +96,7 @@ async def order_summary(order_id: OrderId, user: CurrentUser, request: Request) 
     ]
     if payment_id:
         path = f"/api/payments/{quote(str(payment_id), safe='')}"
-        lookups.append(_get(request, "payments", settings.url("payments"), path, relay))
+        lookups.append(_get(http, "payments", settings.url("payments"), path, relay))
     results = await asyncio.gather(*lookups)
     payment = results.pop() if payment_id else None
     return OrderSummary(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import Conflict, NotFound
 from relayshop_platform.security import CurrentUser, require_caller, require_roles
@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .. import stock
-from ..config import InventorySettings
+from ..config import Settings
 from ..models import Reservation, ReservationIn, ReservationOut, ReservationStatus
 
 router = APIRouter(prefix="/api/inventory/reservations", tags=["internal"])
@@ -48,11 +48,14 @@ async def _visible(session: AsyncSession, order_id: str, user: Principal) -> Res
     },
 )
 async def reserve(
-    body: ReservationIn, user: CurrentUser, session: DbSession, request: Request, response: Response
+    body: ReservationIn,
+    user: CurrentUser,
+    session: DbSession,
+    settings: Settings,
+    response: Response,
 ) -> ReservationOut:
     """Hold stock for every item, all or nothing. 409 if any item lacks stock, 404 for an unknown
     sku. Idempotent per order_id: a repeat answers 200 with the existing reservation."""
-    settings: InventorySettings = request.app.state.settings
     reservation, created = await stock.reserve(
         session,
         body.order_id,

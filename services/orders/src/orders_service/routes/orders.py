@@ -13,6 +13,7 @@ import asyncio
 import time
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import (
@@ -24,7 +25,7 @@ from relayshop_platform.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from relayshop_platform.relay import BearerRelay, relay_auth
+from relayshop_platform.relay import BearerRelay, HttpClient, relay_auth
 from relayshop_platform.security import CurrentUser, record_denial, require_roles
 from relayshop_platform.tokens import Principal
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +33,7 @@ from sqlmodel import col, select
 
 from .. import leases
 from ..calls import Calls
-from ..config import OrdersSettings
+from ..config import OrdersSettings, Settings
 from ..models import Order, OrderCreate, OrderOut, OrderStatus
 from ..saga import OrderSaga, Routes
 
@@ -71,6 +72,8 @@ async def place_order(
     body: OrderCreate,
     user: CurrentUser,
     session: DbSession,
+    settings: Settings,
+    http: HttpClient,
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
@@ -78,7 +81,7 @@ async def place_order(
     if idempotency_key is not None:
         earlier = await _find_by_key(session, user.sub, idempotency_key)
         if earlier is not None:
-            return await _replay(session, earlier, request_hash, _settings(request))
+            return await _replay(session, earlier, request_hash, settings)
     # Our own service token is fetched before the order exists, so a down auth server leaves
     # nothing behind.
     relay = await relay_auth(request)
@@ -90,7 +93,7 @@ async def place_order(
         request_hash=request_hash,
     )
     # This request drives the order until its lease ends; after that only the reconciler may.
-    deadline = leases.grant(order, _settings(request).saga_timeout_seconds)
+    deadline = leases.grant(order, settings.saga_timeout_seconds)
     lease_id = order.lease_id or ""
     session.add(order)
     try:
@@ -103,12 +106,12 @@ async def place_order(
         winner = await _find_by_key(session, user.sub, idempotency_key)
         if winner is None:
             raise
-        return await _replay(session, winner, request_hash, _settings(request))
+        return await _replay(session, winner, request_hash, settings)
 
     # The saga changes a detached copy; only leases.save writes it, and only while we hold the
     # lease (a plain flush of the ORM object could overwrite the reconciler's final state).
     session.expunge(order)
-    await _saga(request, relay, deadline).place(order)
+    await _saga(settings, http, relay, deadline).place(order)
     if not await leases.save(session, order, lease_id):
         # Our lease ran out and the reconciler took over: answer with what it decided.
         stored = await session.get(Order, order.id, populate_existing=True)
@@ -151,7 +154,12 @@ async def get_order(order_id: OrderId, user: CurrentUser, session: DbSession) ->
     },
 )
 async def cancel_order(
-    order_id: OrderId, user: CurrentUser, session: DbSession, request: Request
+    order_id: OrderId,
+    user: CurrentUser,
+    session: DbSession,
+    settings: Settings,
+    http: HttpClient,
+    request: Request,
 ) -> OrderOut:
     """Refund the payment, give the stock back, then mark the order CANCELLED (idempotent)."""
     order = await session.get(Order, order_id)
@@ -163,8 +171,8 @@ async def cancel_order(
         return OrderOut.from_row(order)
     if order.status != OrderStatus.CONFIRMED:
         raise Conflict(f"An order in status {order.status} cannot be cancelled.")
-    deadline = time.monotonic() + _settings(request).saga_timeout_seconds
-    await _saga(request, await relay_auth(request), deadline).cancel(order)
+    deadline = time.monotonic() + settings.saga_timeout_seconds
+    await _saga(settings, http, await relay_auth(request), deadline).cancel(order)
     session.add(order)
     await session.commit()
     return OrderOut.from_row(order)
@@ -173,16 +181,12 @@ async def cancel_order(
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _settings(request: Request) -> OrdersSettings:
-    settings: OrdersSettings = request.app.state.settings
-    return settings
-
-
-def _saga(request: Request, relay: BearerRelay, deadline: float) -> OrderSaga:
+def _saga(
+    settings: OrdersSettings, http: httpx.AsyncClient, relay: BearerRelay, deadline: float
+) -> OrderSaga:
     """The saga of this request: the customer's token relayed, under this request's deadline."""
-    settings = _settings(request)
     return OrderSaga(
-        Calls(request.app.state.http, relay, deadline=deadline),
+        Calls(http, relay, deadline=deadline),
         Routes(settings.url("inventory"), settings.url("payments")),
         delay_before_charge=settings.fault_delay_before_charge_seconds,
     )

@@ -20,17 +20,17 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import Conflict, PaymentRequired, UpstreamUnavailable
-from relayshop_platform.relay import BearerRelay, Relay, upstream_error
+from relayshop_platform.relay import BearerRelay, HttpClient, Relay, upstream_error
 from relayshop_platform.security import CurrentUser, require_caller
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .. import ledger
-from ..config import PaymentsSettings
+from ..config import PaymentsSettings, Settings
 from ..models import ChargeIn, Payment, PaymentOut, PaymentStatus
-from ..provider import SimulatedProvider
+from ..provider import Provider, SimulatedProvider
 
 router = APIRouter(prefix="/api/payments", tags=["internal"])
 
@@ -52,12 +52,13 @@ async def charge(
     user: CurrentUser,
     relay: Relay,
     session: DbSession,
-    request: Request,
+    settings: Settings,
+    http: HttpClient,
+    provider: Provider,
     response: Response,
 ) -> PaymentOut:
     """Charge an order once, then commit its stock at inventory. Keyed by order_id: a repeat
     answers as the first call did, and never charges twice."""
-    provider: SimulatedProvider = request.app.state.provider
     payment, created = await ledger.charge_once(session, provider, body, user.sub)
     if not created:
         if payment.owner_sub != user.sub and not user.has_any_role({"admin"}):
@@ -68,8 +69,7 @@ async def charge(
         response.status_code = status.HTTP_200_OK
 
     if payment.status == PaymentStatus.CAPTURED:
-        await _commit_stock(request, session, provider, payment, relay)
-    settings: PaymentsSettings = request.app.state.settings
+        await _commit_stock(settings, http, session, provider, payment, relay)
     if settings.fault_answer_delay_seconds:  # fault injection (tests only): a slow answer
         await asyncio.sleep(settings.fault_answer_delay_seconds)
     if payment.status == PaymentStatus.DECLINED:
@@ -86,16 +86,15 @@ async def charge(
 
 
 async def _commit_stock(
-    request: Request,
+    settings: PaymentsSettings,
+    http: httpx.AsyncClient,
     session: AsyncSession,
     provider: SimulatedProvider,
     payment: Payment,
     relay: BearerRelay,
 ) -> None:
     """Commit the order's reservation; void the payment if that fails (see the module doc)."""
-    settings: PaymentsSettings = request.app.state.settings
     url = f"{settings.url('inventory')}/api/inventory/reservations/{payment.order_id}/commit"
-    http: httpx.AsyncClient = request.app.state.http
     # Sent once, not retried: commit is idempotent at inventory, but the caller (orders) is
     # waiting, and voiding lets orders compensate cleanly; its reconciler covers the rest.
     try:

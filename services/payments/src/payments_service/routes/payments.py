@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import NotFound
 from relayshop_platform.security import CurrentUser, record_denial, require_caller, require_roles
@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from .. import ledger
 from ..models import Payment, PaymentOut
+from ..provider import Provider
 
 router = APIRouter(prefix="/api/payments")
 IdPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -55,11 +56,11 @@ async def get_by_order(order_id: IdPath, user: CurrentUser, session: DbSession) 
     dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
 )
 async def refund_by_order(
-    order_id: IdPath, user: CurrentUser, session: DbSession, request: Request
+    order_id: IdPath, user: CurrentUser, session: DbSession, provider: Provider
 ) -> PaymentOut:
     """CAPTURED -> REFUNDED (idempotent) for a cancelled order; 409 if it took no money."""
     payment = _visible(await ledger.by_order(session, order_id), user, f"for order '{order_id}'")
-    return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))
+    return PaymentOut.of(await ledger.refund(session, provider, payment))
 
 
 @router.get(
@@ -96,9 +97,9 @@ async def get_payment(payment_id: IdPath, user: CurrentUser, session: DbSession)
     tags=["payments"],
     dependencies=[Depends(require_roles("admin"))],
 )
-async def refund_payment(payment_id: IdPath, session: DbSession, request: Request) -> PaymentOut:
+async def refund_payment(payment_id: IdPath, session: DbSession, provider: Provider) -> PaymentOut:
     """Admin only: CAPTURED -> REFUNDED (idempotent); 409 if DECLINED or VOIDED."""
     payment = await session.get(Payment, payment_id)
     if payment is None:
         raise NotFound(f"No payment '{payment_id}'.")
-    return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))
+    return PaymentOut.of(await ledger.refund(session, provider, payment))

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import NotFound
 from relayshop_platform.security import require_service
 
 from .. import ledger
 from ..models import Payment, PaymentOut
+from ..provider import Provider
 
 router = APIRouter(prefix="/api/payments/system", tags=["internal"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -49,8 +50,8 @@ async def get_by_order(order_id: OrderIdPath, session: DbSession) -> PaymentOut:
     responses={409: {"description": "The payment took no money (DECLINED or VOIDED)."}},
 )
 async def refund_by_order(
-    order_id: OrderIdPath, session: DbSession, request: Request
+    order_id: OrderIdPath, session: DbSession, provider: Provider
 ) -> PaymentOut:
     """CAPTURED -> REFUNDED (idempotent): the money of an order that could not be completed."""
     payment = _found(await ledger.by_order(session, order_id), order_id)
-    return PaymentOut.of(await ledger.refund(session, request.app.state.provider, payment))
+    return PaymentOut.of(await ledger.refund(session, provider, payment))
