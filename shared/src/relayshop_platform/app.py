@@ -31,6 +31,7 @@ from .logs import AccessLogMiddleware, setup_logging
 from .metrics import metrics_router
 from .relay import ServiceTokens, create_http_client
 from .revocation import RevocationMirror
+from .security import document_access
 from .settings import PlatformSettings
 from .tasks import PeriodicTask, RunningTasks
 from .tokens import KeySource, TokenVerifier
@@ -221,6 +222,7 @@ def create_service_app(
     app.include_router(health_router())
     app.include_router(metrics_router())
     install_docs(app, token_url=f"{settings.issuer}/token")
+    document_access(app)  # each route's rule in its OpenAPI operation (security.py)
     return app
 
 

@@ -18,14 +18,21 @@ through or refused it, and why (the token itself, or any secret, never goes on a
     relayshop.auth.reason    expired, revoked, signature, audience, missing, role, caller,
                              not_owner, ... (InvalidToken.reason and InsufficientScope.reason)
     enduser.id, enduser.role the token's sub and roles; relayshop.caller: the calling service
+
+Each rule is also written into the route's OpenAPI operation as ``x-relayshop-access``
+(document_access), so the docs say who may call what, and a test can hold the gateway's coarse
+rules against the services' own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import OAuth2PasswordBearer
 from opentelemetry import trace
 
@@ -36,13 +43,17 @@ from .tokens import Principal, TokenVerifier
 # What a service uses; the rest is this module's own business.
 __all__ = [
     "SERVICE_TOKEN_HEADER",
+    "AccessRule",
     "CallingService",
     "CurrentUser",
+    "api_routes",
     "bearer_token",
+    "document_access",
     "record_denial",
     "require_caller",
     "require_roles",
     "require_service",
+    "route_access",
 ]
 
 SERVICE_TOKEN_HEADER = "x-service-token"
@@ -151,6 +162,23 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+@dataclass(frozen=True)
+class AccessRule:
+    """What a route asks of the caller, as its dependencies check it."""
+
+    roles: frozenset[str] | None = None  # the user's roles allowed; None: any signed-in user
+    callers: frozenset[str] | None = None  # an internal operation: the calling services allowed
+    service_only: bool = False  # a system operation: a listed service's own token, no user
+
+    def openapi(self) -> dict[str, Any]:
+        if self.service_only:
+            return {"service_token_of": sorted(self.callers or ())}
+        access: dict[str, Any] = {"roles": sorted(self.roles) if self.roles else "any"}
+        if self.callers is not None:
+            access["via"] = sorted(self.callers)
+        return access
+
+
 def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     allowed = frozenset(roles)
 
@@ -164,6 +192,7 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
             )
         return user
 
+    check.access = AccessRule(roles=allowed)  # type: ignore[attr-defined]
     return check
 
 
@@ -215,6 +244,7 @@ def require_caller(
         record_allow(user, check="internal_caller")
         return user
 
+    check.access = AccessRule(roles=allowed_roles, callers=allowed_services)  # type: ignore[attr-defined]
     return check
 
 
@@ -259,4 +289,48 @@ def require_service(*, services: Iterable[str]) -> Callable[..., Awaitable[Princ
         record_allow(principal, check="system_caller")
         return principal
 
+    check.access = AccessRule(callers=allowed, service_only=True)  # type: ignore[attr-defined]
     return check
+
+
+def _dependencies(dependant: Dependant) -> Iterable[Dependant]:
+    for dependency in dependant.dependencies:
+        yield dependency
+        yield from _dependencies(dependency)
+
+
+def api_routes(app: FastAPI) -> Iterable[Any]:
+    """Every API route of the app as it serves it (path with its router's prefix, methods, and
+    dependencies, the router's included), as FastAPI itself walks them for the OpenAPI."""
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
+def route_access(dependant: Dependant) -> AccessRule | None:
+    """The rule a route's dependencies apply, or None for a route open to anyone."""
+    calls = [dependency.call for dependency in _dependencies(dependant)]
+    for call in calls:
+        rule = getattr(call, "access", None)
+        if isinstance(rule, AccessRule):
+            return rule
+    return AccessRule() if get_principal in calls else None
+
+
+def document_access(app: FastAPI) -> None:
+    """Write each route's rule into its OpenAPI operation as ``x-relayshop-access``: ``{"roles":
+    [...]}`` (or "any" signed-in role), with ``"via": [...]`` for an internal operation, or
+    ``{"service_token_of": [...]}`` for a system operation."""
+    original: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        for route in api_routes(app):
+            rule = route_access(route.dependant)
+            operations = schema.get("paths", {}).get(route.path_format, {})
+            for method in route.methods:
+                if rule is not None and method.lower() in operations:
+                    operations[method.lower()]["x-relayshop-access"] = rule.openapi()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
