@@ -149,14 +149,7 @@ def plan(name: str, port: int) -> dict[Path, str]:
         files[target] = change(files.get(target) or target.read_text())
 
     entry = f'    Service("{name}", {port}, "/api/{name}", tables=True, calls=(AUTH,)),\n'
-    edit(
-        "shared/src/relayshop_platform/catalogue.py",
-        lambda t: (
-            t.replace(CATALOGUE_MARKER, entry + CATALOGUE_MARKER)
-            if CATALOGUE_MARKER in t
-            else _missing("catalogue.py", CATALOGUE_MARKER)
-        ),
-    )
+    edit("shared/src/relayshop_platform/catalogue.py", lambda t: _catalogue(t, entry))
     edit("pyproject.toml", lambda t: _workspace(t, name))
     edit("Procfile", lambda t: _copy_line(t, rf"^{MODEL}: .*$", name, port, "Procfile"))
     edit("Makefile", lambda t: _makefile(t, name, port))
@@ -177,8 +170,10 @@ def plan(name: str, port: int) -> dict[Path, str]:
     return files
 
 
-def _missing(where: str, what: str) -> str:
-    raise ScaffoldError(f"{where}: {what.strip()!r} not found; add the service by hand")
+def _catalogue(text: str, entry: str) -> str:
+    if CATALOGUE_MARKER not in text:
+        raise ScaffoldError(f"catalogue.py: {CATALOGUE_MARKER.strip()!r} not found")
+    return text.replace(CATALOGUE_MARKER, entry + CATALOGUE_MARKER)
 
 
 def _copy_line(text: str, pattern: str, name: str, port: int, where: str) -> str:

@@ -9,7 +9,6 @@ secrets or the demo accounts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,23 +16,23 @@ from fastapi import Request
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .catalogue import AUTH, SERVICES, service
+from .catalogue import AUTH, SERVICES, Service, service
 
 # What a service uses; the rest is this module's own business.
 __all__ = [
     "PlatformSettings",
     "get_app_settings",
-    "per_service",
+    "neighbours",
 ]
 
 DEMO_SECRET_MARKER = "demo"
 
 
-def per_service(
-    names: Iterable[str], variable: Callable[[str], str], default: Callable[[str], str]
-) -> dict[str, str]:
-    """One environment variable per service (``RELAYSHOP_ORDERS_URL``, ...), or its default."""
-    return {name: os.environ.get(variable(name), default(name)) for name in names}
+def neighbours(name: str) -> tuple[Service, ...]:
+    """The services ``name`` calls (the catalogue's ``calls``) but auth, whose address is the
+    ``auth_url`` setting of every service."""
+    calls = SERVICES[name].calls if name in SERVICES else ()
+    return tuple(service(callee) for callee in calls if callee != AUTH)
 
 
 class PlatformSettings(BaseSettings):
@@ -125,12 +124,9 @@ class PlatformSettings(BaseSettings):
     def _neighbour_urls(cls, data: Any) -> Any:
         if isinstance(data, dict) and "service_urls" not in data:
             name = data.get("service_name") or cls.model_fields["service_name"].default
-            calls = SERVICES[name].calls if name in SERVICES else ()
-            data["service_urls"] = per_service(
-                (callee for callee in calls if callee != AUTH),
-                lambda callee: service(callee).url_variable,
-                lambda callee: service(callee).local_url,
-            )
+            data["service_urls"] = {
+                n.name: os.environ.get(n.url_variable, n.local_url) for n in neighbours(name)
+            }
         return data
 
     @classmethod
@@ -138,9 +134,7 @@ class PlatformSettings(BaseSettings):
         """The environment variables read one per other service rather than one per field, with
         their defaults: what tools/compose_check.py and tools/env_example.py need to know."""
         name = cls.model_fields["service_name"].default
-        calls = SERVICES[name].calls if name in SERVICES else ()
-        neighbours = (service(callee) for callee in calls if callee != AUTH)
-        return {neighbour.url_variable: neighbour.local_url for neighbour in neighbours}
+        return {n.url_variable: n.local_url for n in neighbours(name)}
 
     def url(self, name: str) -> str:
         """The internal URL of a service this one calls, without a trailing slash."""

@@ -8,12 +8,13 @@ accounts (``RELAYSHOP_SEED_DEMO_USERS`` must be false there).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 from relayshop_platform.catalogue import CATALOGUE, SERVICE_CLIENTS
-from relayshop_platform.settings import PlatformSettings, per_service
+from relayshop_platform.settings import PlatformSettings
 
 # The services that may ask for a client_credentials token (RFC 6749 section 4.4): the catalogue's.
 SERVICE_CLIENT_IDS = SERVICE_CLIENTS
@@ -66,9 +67,10 @@ class AuthSettings(PlatformSettings):
     @classmethod
     def _client_secrets(cls, data: Any) -> Any:
         if isinstance(data, dict) and "client_secrets" not in data:
-            data["client_secrets"] = per_service(
-                SERVICE_CLIENT_IDS, client_secret_variable, demo_client_secret
-            )
+            data["client_secrets"] = {
+                client: os.environ.get(client_secret_variable(client), demo_client_secret(client))
+                for client in SERVICE_CLIENT_IDS
+            }
         return data
 
     @classmethod
