@@ -32,6 +32,7 @@ export RELAYSHOP_GATEWAY_URL
 
 help:
 	@echo "make run            start the whole system (gateway http://127.0.0.1:8000)"
+	@echo "make run-idp        the same, plus an OpenID Provider the gateway trusts (port 9090)"
 	@echo "make test           every test: unit, integration, end-to-end, deploy checks"
 	@echo "make lint           ruff and mypy"
 	@echo "make compose-check  validate docker-compose, Dockerfiles and Kubernetes manifests"
@@ -40,7 +41,7 @@ help:
 	@echo "make demo           scripted walk-through against a running stack (make run)"
 	@echo "make trace ID=...   print one request as a waterfall tree"
 	@echo "make load           Locust, headless, with failure and p95 thresholds"
-	@echo "make bench          gateway vs direct, place-order rate, verification cost, memory"
+	@echo "make bench          gateway vs direct, place order in relay and exchange mode, exchange cost, memory"
 	@echo "make bench-revocation / bench-tracing   revocation propagation, tracing overhead"
 
 sync:
@@ -50,9 +51,15 @@ run: sync
 	@mkdir -p $(RELAYSHOP_DATA_DIR)
 	RELAYSHOP_ENV=$${RELAYSHOP_ENV:-development} exec $(VENV)/honcho --no-prefix -f Procfile start
 
+# Two pytest workers (pytest-xdist, one file per worker at a time: a module's stack and fixtures
+# stay in one process), then the security suite on its own (it tallies its attack cases across
+# the whole run). tools/idp's npm packages first, where npm exists: the identity-provider tests
+# need them, and two workers must not install them at once.
 test: sync
 	$(VENV)/python tools/compose_check.py
-	$(VENV)/python -m pytest
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory idp-deps; fi
+	$(VENV)/python -m pytest -n 2 --dist loadfile --ignore=tests/security
+	$(VENV)/python -m pytest tests/security
 
 compose-check: sync
 	$(VENV)/python tools/compose_check.py
@@ -96,3 +103,19 @@ demo: sync
 
 bench-tracing: sync
 	$(VENV)/python tools/bench_tracing.py
+
+# The OpenID Provider of tools/idp (npm oidc-provider, pinned by its package-lock.json) that the
+# tests of tests/idp run as a real identity provider. Needs Node.js and npm.
+.PHONY: idp-deps
+idp-deps: tools/idp/node_modules/.package-lock.json
+
+# npm writes this file on every install: reinstall only when the lockfile is newer.
+tools/idp/node_modules/.package-lock.json: tools/idp/package-lock.json
+	cd tools/idp && npm ci --no-audit --no-fund
+
+# `make run` with that provider beside it (port RELAYSHOP_IDP_PORT, default 9090), already trusted
+# by the gateway and auth: its users shop through the gateway (docs/identity-providers.md).
+.PHONY: run-idp
+run-idp: sync
+	@mkdir -p $(RELAYSHOP_DATA_DIR)
+	RELAYSHOP_ENV=$${RELAYSHOP_ENV:-development} exec $(VENV)/python tools/run_idp.py

@@ -5,7 +5,8 @@ redis_url   a real Redis server: the embedded one (started here, on a free port)
 test_key    a throwaway RSA key (relayshop_devtools.testing.TestKey) to mint any token with.
 caller      request headers with test_key's tokens: a user's, and a calling service's beside it.
 fake_auth   a real HTTP server on a free port that serves test_key's JWKS and answers the
-            client_credentials grant with a service token, so one service can be tested alone.
+            client_credentials grant and the token exchange (RFC 8693) with test_key's tokens,
+            so one service can be tested alone.
 service_env the environment variables a service reads, pointed at the three above and tmp_path.
 """
 
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import jwt
 import pytest
 from relayshop_devtools.devstack import free_port
-from relayshop_devtools.testing import Caller, TestKey, embedded_redis
+from relayshop_devtools.testing import DEFAULT_AUDIENCE, DROP, Caller, TestKey, embedded_redis
+from relayshop_platform.relay import EXCHANGE_GRANT
 
 # Unset, RELAYSHOP_ENV means production (demo secrets refused): the tests say "test" explicitly.
 os.environ.setdefault("RELAYSHOP_ENV", "test")
@@ -56,6 +59,7 @@ class FakeAuth:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_requests = 0
+        self.exchange_requests = 0
         self.jwks_requests = 0
 
 
@@ -84,27 +88,44 @@ def fake_auth(test_key: TestKey) -> Iterator[FakeAuth]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
-            form = parse_qs(self.rfile.read(length).decode())
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
-            if self.path != "/auth/token" or form.get("grant_type") != ["client_credentials"]:
+            grant = form.get("grant_type")
+            if self.path != "/auth/token" or grant not in ("client_credentials", EXCHANGE_GRANT):
                 self._json(400, {"error": "unsupported_grant_type"})
                 return
             if scheme.lower() != "basic":
                 self._json(401, {"error": "invalid_client"})
                 return
             client_id = base64.b64decode(encoded).decode().partition(":")[0]
+            audience = form.get("resource") or form.get("audience") or DEFAULT_AUDIENCE
             fake.token_requests += 1
+            if grant == "client_credentials":
+                token, scope = fake.key.service_token(client_id, aud=audience), "internal"
+            else:  # RFC 8693, the shape auth gives it (its own checks are auth's tests' business)
+                fake.exchange_requests += 1
+                subject = jwt.decode(form["subject_token"], options={"verify_signature": False})
+                act = {"sub": client_id, **({"act": subject["act"]} if "act" in subject else {})}
+                scope = subject["scope"]
+                token = fake.key.mint(
+                    sub=subject["sub"],
+                    roles=subject["roles"],
+                    scope=scope,
+                    sid=subject.get("sid", DROP),
+                    aud=audience,
+                    act=act,
+                    derived_from=[*subject.get("derived_from", []), subject["jti"]],
+                    client_id=client_id,
+                )
             self._json(
                 200,
-                {
-                    "access_token": fake.key.service_token(client_id),
-                    "token_type": "Bearer",
-                    "expires_in": 300,
-                    "scope": "internal",
-                },
+                {"access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": scope},
             )
 
-    server = ThreadingHTTPServer(("127.0.0.1", fake.port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # the default backlog (5) drops a burst of connections
+
+    server = Server(("127.0.0.1", fake.port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -4,10 +4,15 @@
     .venv/bin/python tools/bench_revocation.py --revocations 50
 
 It starts its own stack (relayshop_devtools.devstack, in a temporary directory), then, for each
-revocation: signs alice in, uses the fresh token once at every service (so that every verifier
-holds it in its cache: the revocation must beat a cache hit), sends POST /auth/logout straight to
-auth and, at the same moment, starts polling the gateway, orders, payments and inventory
-(directly, each on its own port) every millisecond until each answers 401.
+revocation: signs alice in, gets the token each service receives for her (the gateway takes hers
+as signed in; in exchange mode, the default, orders, payments and inventory each get it exchanged
+for them, as the gateway would; in relay mode, RELAYSHOP_TEST_TOKEN_MODE=relay, her token itself),
+uses each once at its service (so that every verifier holds it in its cache: the revocation must
+beat a cache hit), sends POST /auth/logout with her token straight to auth and, at the same
+moment, starts polling the gateway, orders, payments and inventory (directly, each on its own
+port, each with its own token) every millisecond until each answers 401. In exchange mode the
+401 at orders, payments and inventory is the revocation of a token derived from hers: the logout
+names her token's jti alone, and each verifier refuses every token whose derived_from holds it.
 
 Two clocks per service: from the moment the logout request is sent (what a user sees: it
 includes auth's own work before it publishes), and from the moment the revocation message is
@@ -32,7 +37,7 @@ import httpx
 import jwt
 import redis.asyncio as aioredis
 from httpx_aiohttp import AiohttpTransport
-from relayshop_devtools.devstack import PASSWORDS, Stack, make_stack
+from relayshop_devtools.devstack import PASSWORDS, Client, Stack, make_stack
 from relayshop_platform.revocation import CHANNEL
 
 SERVICES = ("gateway", "orders", "payments", "inventory")
@@ -68,11 +73,14 @@ async def sign_in(http: httpx.AsyncClient, stack: Stack, username: str) -> str:
 async def poll_until_refused(
     http: httpx.AsyncClient, url: str, token: str, started: float
 ) -> float:
-    """Seconds from ``started`` until ``url`` refuses ``token`` with 401."""
+    """Seconds from ``started`` until ``url`` refuses ``token`` with 401 because it is revoked
+    (any other 401, an audience one say, would measure nothing: it stops the bench)."""
     headers = {"Authorization": f"Bearer {token}"}
     while True:
         response = await http.get(url, headers=headers)
         if response.status_code == 401:
+            if "revoked" not in response.text:
+                raise RuntimeError(f"{url} refused the token, but not as revoked: {response.text}")
             return time.perf_counter() - started
         if response.status_code not in (200, 404):
             raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
@@ -111,20 +119,27 @@ class PublishClock:
 
 
 async def one_revocation(
-    http: httpx.AsyncClient, stack: Stack, urls: dict[str, str], clock: PublishClock
+    http: httpx.AsyncClient,
+    stack: Stack,
+    client: Client,
+    urls: dict[str, str],
+    clock: PublishClock,
 ) -> tuple[dict[str, float], float, float]:
     """Seconds from sending the logout: to each service's 401, to its answer, to the publish."""
     token = await sign_in(http, stack, "alice")
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     headers = {"Authorization": f"Bearer {token}"}
-    for url in urls.values():  # warm every verifier's cache with this token
-        warm = await http.get(url, headers=headers)
+    # The token each service receives for alice: exchanged for it at auth in exchange mode (a
+    # blocking call of the devstack client, in a thread: setup, before the clock starts).
+    received = {name: await asyncio.to_thread(client.as_received_by, name, token) for name in urls}
+    for name, url in urls.items():  # warm every verifier's cache with its token
+        warm = await http.get(url, headers={"Authorization": f"Bearer {received[name]}"})
         assert warm.status_code in (200, 404), (url, warm.status_code, warm.text)
 
     started = time.perf_counter()
     logout = asyncio.create_task(http.post(f"{stack.url('auth')}/auth/logout", headers=headers))
     pollers = {
-        name: asyncio.create_task(poll_until_refused(http, url, token, started))
+        name: asyncio.create_task(poll_until_refused(http, url, received[name], started))
         for name, url in urls.items()
     }
     answer = await logout
@@ -148,12 +163,13 @@ async def measure(stack: Stack, revocations: int) -> None:
     published: list[float] = []
     clock = PublishClock(stack.redis_url)
     await clock.start()
+    client = Client(stack)  # devstack's: the token each service receives, in the stack's mode
     transport = AiohttpTransport(limits=limits)  # httpx's own pool costs more CPU per request
     try:
         async with httpx.AsyncClient(transport=transport, timeout=10.0, limits=limits) as http:
             for _ in range(revocations):
                 times, logout_seconds, publish_seconds = await one_revocation(
-                    http, stack, urls, clock
+                    http, stack, client, urls, clock
                 )
                 for name, seconds in times.items():
                     from_logout[name].append(seconds * 1000)
@@ -161,8 +177,9 @@ async def measure(stack: Stack, revocations: int) -> None:
                 logouts.append(logout_seconds * 1000)
                 published.append(publish_seconds * 1000)
     finally:
+        client.http.close()
         await clock.stop()
-    report(from_logout, from_publish, logouts, published, revocations)
+    report(from_logout, from_publish, logouts, published, revocations, client.mode)
 
 
 def report(
@@ -171,6 +188,7 @@ def report(
     logouts: list[float],
     published: list[float],
     revocations: int,
+    mode: str,
 ) -> None:
     def every(samples: dict[str, list[float]]) -> list[float]:
         return [value for values in samples.values() for value in values]
@@ -181,6 +199,11 @@ def report(
     print()
     print(f"Revocation propagation, {revocations} revocations, ms until the first 401")
     print("(each service called directly, polled every 1 ms; tokens cached in every verifier)")
+    if mode == "exchange":
+        print("(exchange mode: orders, payments and inventory each hold alice's token exchanged")
+        print(" for them; the logout revokes hers, and with it each token derived from it)")
+    else:
+        print("(relay mode: every service holds alice's token itself)")
     print()
     print(f"{'':<14}{'from the logout':>16}  {'from the publish':>16}")
     print(f"{'service':<14}{'p50':>8}{'p99':>8}  {'p50':>8}{'p99':>8}")

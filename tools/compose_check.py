@@ -34,6 +34,7 @@ import yaml
 from pydantic import AliasChoices, AliasPath, TypeAdapter, ValidationError
 from relayshop_platform.catalogue import CATALOGUE, SERVICES_WITH_TABLES
 from relayshop_platform.catalogue import service as catalogue_service
+from relayshop_platform.issuers import TrustedIssuers
 from relayshop_platform.redis_acl import HEALTH_CHECK, RULES, redis_server_args, service_of
 from relayshop_platform.settings import PlatformSettings
 
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # check-jsonschema, hadolint, ... live beside this Python
 SERVICES = {service.name: service.port for service in CATALOGUE}  # the service catalogue
 # Containers that are not relayshop services (no settings class to compare with).
-INFRASTRUCTURE = {"postgres", "redis", "jaeger"}
+INFRASTRUCTURE = {"postgres", "redis", "jaeger", "keycloak"}
 # Read by libraries or the interpreter, not by a settings class: OpenTelemetry's SDK reads OTEL_*,
 # Python reads PYTHON*, tracing.py reads RELAYSHOP_TRACE_FILE directly, and uvicorn reads
 # FORWARDED_ALLOW_IPS (which must trust what RELAYSHOP_TRUSTED_PROXIES trusts: check_proxies).
@@ -49,12 +50,17 @@ ALLOWED_PREFIXES = ("OTEL_", "PYTHON")
 ALLOWED_NAMES = {"RELAYSHOP_TRACE_FILE", "FORWARDED_ALLOW_IPS"}
 UVICORN_TRUSTED_DEFAULT = "127.0.0.1,::1"
 # Only these may be published on the host by docker-compose.yml (the dev override may add more).
-PUBLISHED = {"gateway": {8000}, "jaeger": {16686}}
+PUBLISHED = {"gateway": {8000}, "jaeger": {16686}, "keycloak": {8080}}
 K8S_VERSION = "1.32.0"  # a version kubernetes-validate ships schemas for (works offline)
 _REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]+\}|\$\(([A-Z0-9_]+)\)")
 # Where a separate step migrates first, the service must not load Alembic again (settings.py).
 MIGRATE_ON_START = "RELAYSHOP_MIGRATE_ON_START"
+# The keycloak profile: its realm, and the env file that makes gateway and auth trust it.
+KEYCLOAK_DIR = ROOT / "deploy" / "keycloak"
+KEYCLOAK_IMAGE = re.compile(r"quay\.io/keycloak/keycloak:\d+\.\d+\.\d+")  # pinned, never :latest
+# Without the profile's env file the edge trusts no other issuer, as before the profile existed.
+TRUSTED_ISSUERS_VALUE = "${TRUSTED_ISSUERS:-[]}"
 
 
 def migrates_again(env: dict[str, Any]) -> bool:
@@ -344,7 +350,91 @@ def compose_problems(files: list[Path]) -> Iterator[str]:
                     problems.append(
                         f"{where}: secret {key} must be ${{VAR:?message}}, not {value!r}"
                     )
+    if "keycloak" in base_services:
+        problems += keycloak_problems(base, base_services)
     yield from problems
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """A compose env file's KEY=value lines (one pair of single quotes around a value removed)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().removeprefix("'").removesuffix("'")
+    return values
+
+
+def keycloak_problems(base: Path, services: dict[str, Any]) -> Iterator[str]:
+    """The keycloak service: only under its profile, a pinned image, the realm imported from
+    deploy/keycloak; and the issuer its env file makes gateway and auth trust is that realm's,
+    reached over the compose network, with the realm's audience, client and redirect URIs."""
+    where = f"{base.name}: keycloak"
+    service = services["keycloak"]
+    if service.get("profiles") != ["keycloak"]:
+        yield f"{where}: must run only with --profile keycloak (profiles: [keycloak])"
+    if not KEYCLOAK_IMAGE.fullmatch(str(service.get("image", ""))):
+        yield f"{where}: image {service.get('image')!r} is not pinned to a version"
+    if "--import-realm" not in (service.get("command") or []):
+        yield f"{where}: the command does not import the realm (--import-realm)"
+    realm_file = KEYCLOAK_DIR / "realm-export.json"
+    mounted = [str(v).split(":") for v in service.get("volumes") or []]
+    if not any(
+        len(parts) == 3
+        and (base.parent / parts[0]).resolve() == realm_file.resolve()
+        and parts[1].startswith("/opt/keycloak/data/import/")
+        and parts[2] == "ro"
+        for parts in mounted
+    ):
+        yield f"{where}: {realm_file.relative_to(ROOT)} is not mounted read-only for import"
+    env = environment(service)
+    hostname = env.get("KC_HOSTNAME", "")
+    if env.get("KC_HOSTNAME_BACKCHANNEL_DYNAMIC") != "true":
+        yield f"{where}: KC_HOSTNAME_BACKCHANNEL_DYNAMIC must be true (for keycloak:8080)"
+    for name in ("gateway", "auth"):
+        value = environment(services.get(name) or {}).get("RELAYSHOP_TRUSTED_ISSUERS")
+        if value != TRUSTED_ISSUERS_VALUE:
+            yield f"{base.name}: {name} RELAYSHOP_TRUSTED_ISSUERS must be {TRUSTED_ISSUERS_VALUE}"
+    realm = json.loads(realm_file.read_text())
+    issuer = f"{hostname}/realms/{realm['realm']}"
+    try:
+        trusted = TypeAdapter(TrustedIssuers).validate_json(
+            env_file(KEYCLOAK_DIR / "keycloak.env").get("TRUSTED_ISSUERS", "")
+        )
+    except (OSError, ValidationError) as exc:
+        yield f"keycloak.env: TRUSTED_ISSUERS: {exc}".replace("\n", " ")
+        return
+    entry = next((item for item in trusted if item.issuer == issuer), None)
+    if entry is None:
+        yield f"keycloak.env: TRUSTED_ISSUERS does not name the realm's issuer {issuer}"
+        return
+    expected_discovery = (
+        f"http://keycloak:8080/realms/{realm['realm']}/.well-known/openid-configuration"
+    )
+    if entry.discovery_url != expected_discovery:
+        yield f"keycloak.env: discovery_url must be {expected_discovery} (the compose network)"
+    clients = {client["clientId"]: client for client in realm.get("clients", [])}
+    audiences = {
+        mapper.get("config", {}).get("included.custom.audience")
+        for client in clients.values()
+        for mapper in client.get("protocolMappers", [])
+        if mapper.get("protocolMapper") == "oidc-audience-mapper"
+    }
+    if entry.audience not in audiences:
+        yield f"keycloak.env: audience {entry.audience} is added by no audience mapper of the realm"
+    for client in entry.allowed_azp or []:
+        if client not in clients:
+            yield f"keycloak.env: allowed_azp {client} is not a client of the realm"
+    console = clients.get(entry.console_client_id or "")
+    if console is None:
+        yield "keycloak.env: console_client_id is not a client of the realm"
+        return
+    gateway = "http://localhost:8000"  # where the browser reaches the gateway (its port above)
+    if f"{gateway}/console/oidc/callback" not in console.get("redirectUris", []):
+        yield f"realm: {console['clientId']} does not accept {gateway}/console/oidc/callback"
+    logout = console.get("attributes", {}).get("post.logout.redirect.uris", "").split("##")
+    if f"{gateway}/" not in logout:
+        yield f"realm: {console['clientId']} does not accept {gateway}/ after logout"
 
 
 # ---------------------------------------------------------------- the Dockerfile

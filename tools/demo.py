@@ -4,16 +4,25 @@
        each hop decided about her token
     2. refusals: bob reading alice's order (404: orders refuses, not_owner), alice setting stock
        (403: the gateway refuses at the edge, missing role)
-    3. alice logs out; her token is refused (401, revoked) by the gateway and by orders, payments
-       and inventory called directly
+    3. alice logs out; her token is refused (401, revoked) by the gateway, and so is the token
+       each of orders, payments and inventory receives for her, each called directly with its own
+       (accepted just before the logout, so the 401 is the revocation and nothing else)
 
-Addresses: RELAYSHOP_GATEWAY_URL (default http://127.0.0.1:8000), RELAYSHOP_ORDERS_URL,
-RELAYSHOP_PAYMENTS_URL, RELAYSHOP_INVENTORY_URL; span files under RELAYSHOP_DATA_DIR (default var).
-Exits 1 as soon as a step does not behave as announced. No token is ever printed.
+Which token a service receives depends on the stack's token mode, read from alice's token itself:
+in exchange mode (the default) it is addressed to the gateway alone, and each service gets it
+exchanged for it at auth (RFC 8693), as the gateway would (the gateway's client secret,
+RELAYSHOP_GATEWAY_CLIENT_SECRET, default the demo one); the logout revokes her token and, with it,
+every token derived from it. In relay mode her token names every service and is sent as it is.
+
+Addresses: RELAYSHOP_GATEWAY_URL (default http://127.0.0.1:8000), RELAYSHOP_AUTH_URL,
+RELAYSHOP_ORDERS_URL, RELAYSHOP_PAYMENTS_URL, RELAYSHOP_INVENTORY_URL; span files under
+RELAYSHOP_DATA_DIR (default var). Takes no options. Exits 1 as soon as a step does not behave as
+announced. No token is ever printed.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -22,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from relayshop_platform.catalogue import service
+import jwt
+from relayshop_platform.catalogue import GATEWAY, audience_of, service
 
 TOOLS = Path(__file__).resolve().parent
 # Loaded by path: the name "trace" would find the standard library's trace module first.
@@ -31,6 +41,8 @@ assert _spec is not None and _spec.loader is not None
 trace_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(trace_tool)
 
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 section 2.1
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 ORDER = {"items": [{"sku": "KB-001", "quantity": 1}], "payment_method": "pm_card_visa"}
 SAGA_SERVICES = {"gateway", "orders", "inventory", "payments"}
 BOLD, PLAIN = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
@@ -46,8 +58,10 @@ class Demo:
         self.gateway = env("RELAYSHOP_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
         self.services = {
             name: env(service(name).url_variable, service(name).local_url).rstrip("/")
-            for name in ("orders", "payments", "inventory")
+            for name in ("auth", "orders", "payments", "inventory")
         }
+        self.gateway_secret = env("RELAYSHOP_GATEWAY_CLIENT_SECRET", "gateway-demo-secret")
+        self._received: dict[tuple[str, str], str] = {}
         self.traces = Path(env("RELAYSHOP_DATA_DIR", "var")) / "traces"
         self.http = httpx.Client(timeout=15.0)
 
@@ -80,6 +94,37 @@ class Demo:
         return self.http.request(
             method, url, headers={"Authorization": f"Bearer {token}"}, **kwargs
         )
+
+    def received_by(self, name: str, token: str) -> str:
+        """The user's token as service ``name`` receives it from the gateway: the token itself
+        when it names that service (relay mode), else exchanged for it at auth as the gateway
+        exchanges it (exchange mode). Remembered, so the same derived token is used before and
+        after the logout. The claims are only read here, to see whom the token is addressed to;
+        every service verifies them."""
+        key = (name, token)
+        if key in self._received:
+            return self._received[key]
+        aud = jwt.decode(token, options={"verify_signature": False}).get("aud")
+        audiences = [aud] if isinstance(aud, str) else list(aud or [])
+        if audience_of(name) in audiences:
+            self._received[key] = token
+            return token
+        response = self.http.post(
+            f"{self.services['auth']}/auth/token",
+            data={
+                "grant_type": EXCHANGE_GRANT,
+                "subject_token": token,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "audience": audience_of(name),
+            },
+            auth=(GATEWAY, self.gateway_secret),
+        )
+        self.expect(response, 200, f"the gateway exchanges alice's token for {name} (RFC 8693)")
+        derived = str(response.json()["access_token"])
+        claims = jwt.decode(derived, options={"verify_signature": False})
+        print(f"       aud {claims['aud']}, act {claims.get('act')}, scope {claims['scope']!r}")
+        self._received[key] = derived
+        return derived
 
     def show_trace(self, response: httpx.Response, services: set[str] | None = None) -> None:
         trace_id = response.headers.get("x-trace-id", "")
@@ -156,22 +201,39 @@ class Demo:
         )
         print(f"       {self.refusal(stock)}")
 
-        self.step("3. alice logs out: her token is refused everywhere")
+        self.step("3. alice logs out: her token, and every token derived from it, is refused")
+        payment = f"/api/payments/{order['payment_id']}"
+        targets = [
+            ("gateway", f"{self.gateway}/api/orders", alice),
+            (
+                "orders (direct)",
+                f"{self.services['orders']}/api/orders",
+                self.received_by("orders", alice),
+            ),
+            (
+                "payments (direct)",
+                f"{self.services['payments']}{payment}",
+                self.received_by("payments", alice),
+            ),
+            (
+                "inventory (direct)",
+                f"{self.services['inventory']}/api/inventory/products",
+                self.received_by("inventory", alice),
+            ),
+        ]
+        # Each hop accepts its token now: the 401s after the logout are the revocation alone.
+        for name, url, token in targets:
+            self.expect(
+                self.call("GET", url, token), 200, f"before: {name}: GET {httpx.URL(url).path}"
+            )
         self.expect(
             self.call("POST", f"{self.gateway}/auth/logout", alice), 204, "POST /auth/logout"
         )
-        payment = f"/api/payments/{order['payment_id']}"
-        targets = [
-            ("gateway", f"{self.gateway}/api/orders"),
-            ("orders (direct)", f"{self.services['orders']}/api/orders"),
-            ("payments (direct)", f"{self.services['payments']}{payment}"),
-            ("inventory (direct)", f"{self.services['inventory']}/api/inventory/products"),
-        ]
-        for name, url in targets:
+        for name, url, token in targets:
             # Revocation reaches every service through Redis pub/sub within a second.
             deadline = time.monotonic() + 3.0
             while True:
-                response = self.call("GET", url, alice)
+                response = self.call("GET", url, token)
                 if response.status_code == 401 or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
@@ -181,6 +243,10 @@ class Demo:
 
 
 def main() -> int:
+    # No options: --help says what the demo does and where it looks (the docstring).
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     try:
         Demo().run()
     except StepFailed as exc:

@@ -103,7 +103,9 @@ def gateway(opts: argparse.Namespace) -> Iterator[str]:
         stacks.close()  # stops every process the stack started
 
 
-def run_locust(opts: argparse.Namespace, host: str) -> int:
+def run_locust(opts: argparse.Namespace, host: str, log: Path | None = None) -> int:
+    """Locust's exit status. Its own output goes to this terminal, or to ``log`` when given
+    (tools/bench.py, which prints a table of its own)."""
     opts.output.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -134,7 +136,12 @@ def run_locust(opts: argparse.Namespace, host: str) -> int:
         command += ["--processes", str(opts.processes)]
     # The locustfile reads its target from LOCUST_HOST too; RELAYSHOP_* stays as the user set it.
     child_env = {**os.environ, "LOCUST_HOST": host}
-    return subprocess.call(command, env=child_env)  # noqa: S603 - our interpreter, our args
+    if log is None:
+        return subprocess.call(command, env=child_env)  # noqa: S603 - our interpreter, our args
+    with log.open("wb") as output:
+        return subprocess.call(  # noqa: S603 - our interpreter, our args
+            command, env=child_env, stdout=output, stderr=subprocess.STDOUT
+        )
 
 
 def read_stats(stats_csv: Path) -> list[dict[str, str]]:

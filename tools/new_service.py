@@ -148,7 +148,11 @@ def plan(name: str, port: int) -> dict[Path, str]:
         target = ROOT / path
         files[target] = change(files.get(target) or target.read_text())
 
-    entry = f'    Service("{name}", {port}, "/api/{name}", tables=True, calls=(AUTH,)),\n'
+    entry = (
+        f'    Service(\n        "{name}",\n        {port},\n        "/api/{name}",\n'
+        "        tables=True,\n        calls=(AUTH,),\n"
+        "        writers=(Role.CUSTOMER, Role.ADMIN),\n    ),\n"
+    )
     edit("shared/src/relayshop_platform/catalogue.py", lambda t: _catalogue(t, entry))
     edit("pyproject.toml", lambda t: _workspace(t, name))
     edit("Procfile", lambda t: _copy_line(t, rf"^{MODEL}: .*$", name, port, "Procfile"))

@@ -132,6 +132,13 @@ def decision(span: Span) -> str:
         words.append(f"roles={attributes['enduser.role']}")
     if attributes.get("relayshop.caller"):
         words.append(f"caller={attributes['relayshop.caller']}")
+    # The token this hop received: who it is for, what it allows, and who exchanged it.
+    if attributes.get("relayshop.token.aud"):
+        words.append(f"aud={attributes['relayshop.token.aud'].replace('urn:relayshop:', '')}")
+    if attributes.get("relayshop.token.scope"):
+        words.append(f"scope={attributes['relayshop.token.scope'].replace(' ', ',')}")
+    if attributes.get("relayshop.token.act"):
+        words.append(f"act={attributes['relayshop.token.act'].replace(',', '<')}")
     return " ".join(words)
 
 

@@ -36,7 +36,7 @@ def client(key: TestKey) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
     app.state.verifier = TokenVerifier(
-        StaticKeys(key), issuer="http://localhost:8000/auth", audience="relayshop"
+        StaticKeys(key), issuer="http://localhost:8000/auth", audience="urn:relayshop:orders"
     )
 
     @app.get("/me")
@@ -118,6 +118,14 @@ def test_verify_rejects_an_unknown_kid(client: TestClient) -> None:
         {"iss": "http://localhost:8000/auth/evil"},
         {"aud": "somebody-else"},
         {"aud": ["relayshop", "other"]},
+        {"aud": "urn:relayshop:inventory"},  # another service's token (RFC 9068 section 4)
+        {"aud": ["urn:relayshop:gateway", "urn:relayshop:payments"]},
+        {"aud": []},
+        {"aud": [12]},
+        {"act": {"sub": "gateway", "act": "nobody"}},  # RFC 8693 4.1: act is a JSON object
+        {"act": {"client": "gateway"}},
+        {"derived_from": "jti-1"},
+        {"derived_from": ["jti 1"]},
         {"aud": DROP},
         {"exp": int(time.time()) - 60},
         {"nbf": int(time.time()) + 600},
@@ -205,7 +213,10 @@ def test_service_token_cannot_act_as_a_user(client: TestClient, key: TestKey) ->
 
 async def test_cached_token_still_expires_and_reasons_are_named(key: TestKey) -> None:
     verifier = TokenVerifier(
-        StaticKeys(key), issuer="http://localhost:8000/auth", audience="relayshop", leeway_seconds=0
+        StaticKeys(key),
+        issuer="http://localhost:8000/auth",
+        audience="urn:relayshop:orders",
+        leeway_seconds=0,
     )
     token = key.mint(exp=int(time.time()) + 1)
     assert (await verifier.verify(token)).sub
@@ -227,7 +238,7 @@ async def test_token_living_longer_than_the_maximum_is_refused(key: TestKey) -> 
     verifier = TokenVerifier(
         StaticKeys(key),
         issuer="http://localhost:8000/auth",
-        audience="relayshop",
+        audience="urn:relayshop:orders",
         leeway_seconds=5,
         max_lifetime_seconds=300,
     )
@@ -243,7 +254,7 @@ async def test_cache_keeps_no_entry_past_the_maximum_lifetime(key: TestKey) -> N
     verifier = TokenVerifier(
         keys,
         issuer="http://localhost:8000/auth",
-        audience="relayshop",
+        audience="urn:relayshop:orders",
         leeway_seconds=5,
         max_lifetime_seconds=1,
     )
@@ -255,3 +266,55 @@ async def test_cache_keeps_no_entry_past_the_maximum_lifetime(key: TestKey) -> N
     time.sleep(1.1)
     await verifier.verify(token)  # still valid, but the entry is past the bound: verified again
     assert keys.lookups == 2
+
+
+async def test_an_audience_array_containing_ours_is_accepted_and_read(key: TestKey) -> None:
+    verifier = TokenVerifier(
+        StaticKeys(key), issuer="http://localhost:8000/auth", audience="urn:relayshop:orders"
+    )
+    token = key.mint(
+        aud=["urn:relayshop:gateway", "urn:relayshop:orders"],
+        act={"sub": "gateway"},
+        derived_from=["a1b2"],
+    )
+    principal = await verifier.verify(token)
+    assert principal.audience == ("urn:relayshop:gateway", "urn:relayshop:orders")
+    assert principal.actors == ("gateway",)
+    assert principal.derived_from == ("a1b2",)
+    # The same verified token, asked for another audience (auth checking a subject token).
+    with pytest.raises(InvalidToken) as info:
+        await verifier.verify(token, audience="urn:relayshop:payments")
+    assert info.value.reason == "audience"
+    assert (await verifier.verify(token, audience="urn:relayshop:gateway")).sub
+
+
+def test_a_missing_scope_is_403_naming_the_scope(key: TestKey) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.verifier = TokenVerifier(
+        StaticKeys(key), issuer="http://localhost:8000/auth", audience="urn:relayshop:orders"
+    )
+
+    @app.post(
+        "/orders",
+        dependencies=[
+            __import__("fastapi").Depends(require_roles("customer", scope="orders:write"))
+        ],
+    )
+    async def place() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    client = TestClient(app)
+    narrow = key.mint(roles=["customer"], scope="openid orders:read")
+    response = client.post("/orders", headers={"Authorization": f"Bearer {narrow}"})
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="orders:write"' in challenge
+    wide = key.mint(roles=["customer"], scope="orders:read orders:write")
+    assert client.post("/orders", headers={"Authorization": f"Bearer {wide}"}).status_code == 200
+    # The scope does not replace the role: warehouse with orders:write is still refused.
+    other = key.mint(roles=["warehouse"], scope="orders:write")
+    refused = client.post("/orders", headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 403
+    assert "scope=" not in refused.headers["www-authenticate"]

@@ -22,7 +22,12 @@ from prometheus_client import REGISTRY
 from relayshop_devtools.testing import TestKey
 from relayshop_platform.errors import install_error_handlers
 from relayshop_platform.logs import AccessLogMiddleware, JsonFormatter
-from relayshop_platform.security import CurrentUser, require_caller, require_roles
+from relayshop_platform.security import (
+    CurrentUser,
+    require_caller,
+    require_roles,
+    require_service,
+)
 from relayshop_platform.tokens import TokenVerifier
 from relayshop_platform.tracing import JsonLinesSpanExporter, RedactQueryString, telemetry_config
 
@@ -86,7 +91,7 @@ def traced_app(key: TestKey, provider: TracerProvider) -> TestClient:
     app = FastAPI(telemetry={**telemetry_config(), "tracer_provider": provider})
     install_error_handlers(app)
     app.state.verifier = TokenVerifier(
-        StaticKeys(key), issuer="http://localhost:8000/auth", audience="relayshop"
+        StaticKeys(key), issuer="http://localhost:8000/auth", audience="urn:relayshop:orders"
     )
 
     @app.get("/me")
@@ -101,6 +106,10 @@ def traced_app(key: TestKey, provider: TracerProvider) -> TestClient:
         "/reserve", dependencies=[Depends(require_caller(services={"orders"}, roles={"customer"}))]
     )
     async def reserve() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.post("/system", dependencies=[Depends(require_service(services={"orders"}))])
+    async def system() -> dict[str, str]:
         return {"ok": "yes"}
 
     return TestClient(app)
@@ -181,6 +190,17 @@ def test_internal_operation_records_the_calling_service_or_refuses_a_wrong_one(
     assert attributes["relayshop.caller"] == "payments"
 
 
+def test_system_operation_records_the_calling_service_as_the_allowed_one(key: TestKey) -> None:
+    provider, exporter = memory_provider()
+    client = traced_app(key, provider)
+    own_token = {"Authorization": f"Bearer {key.service_token('orders')}"}
+    assert client.post("/system", headers=own_token).status_code == 200
+    attributes = server_span(exporter)
+    assert attributes["relayshop.auth.check"] == "system_caller"
+    assert attributes["relayshop.auth.decision"] == "allow"
+    assert attributes["enduser.id"] == "orders"
+
+
 async def test_client_spans_never_keep_the_query_in_the_file_or_the_export(
     tmp_path: Path,
 ) -> None:
@@ -237,12 +257,12 @@ def test_access_line_has_the_path_and_never_the_query_or_headers(
         "relayshop_http_requests_total",
         {"method": "GET", "route": "/things/{thing_id}", "status": "200"},
     )
-    with caplog.at_level(logging.INFO, logger="relayshop.access"):
+    with caplog.at_level(logging.INFO, logger="relayshop_platform.logs"):
         response = TestClient(app).get(
             "/things/7?access_token=secret-in-query", headers={"Authorization": "Bearer secret-h"}
         )
     assert response.status_code == 200
-    (record,) = [r for r in caplog.records if r.name == "relayshop.access"]
+    (record,) = [r for r in caplog.records if r.name == "relayshop_platform.logs"]
     line = JsonFormatter("test").format(record)
     assert json.loads(line)["path"] == "/things/7" and json.loads(line)["status"] == 200
     assert "secret" not in line

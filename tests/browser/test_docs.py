@@ -31,6 +31,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.extra_env = {
         "RELAYSHOP_ISSUER": f"{gateway}/auth",
         "RELAYSHOP_CORS_ORIGINS": json.dumps([gateway, stack.url("orders")]),
+        # The Authorize button signs in with the password grant. In exchange mode that token is
+        # for the gateway alone, so only the gateway's /docs could use it; relay mode's token
+        # carries every audience, which is what trying a service's own /docs needs.
+        "RELAYSHOP_TOKEN_MODE": "relay",
     }
     with stack:
         yield stack

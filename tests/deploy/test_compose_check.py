@@ -351,3 +351,31 @@ def test_kubernetes_fails_on_invalid_manifest(tmp_path: Path) -> None:
     orders.write_text(orders.read_text().replace("containerPort: 8002", "containerPort: eight"))
     failures = [result.line() for result in checker.kubernetes(k8s) if not result.ok]
     assert any("validates" in line for line in failures), failures
+
+
+def test_keycloak_must_stay_behind_its_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without its profile, a plain `docker compose up` would start Keycloak too.
+    compose = broken_copy(tmp_path, COMPOSE, "    profiles: [keycloak]\n", "")
+    failures = compose_failures(capsys, compose)
+    assert any("--profile keycloak" in line for line in failures), failures
+
+
+def test_keycloak_image_must_be_pinned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = broken_copy(
+        tmp_path, COMPOSE, "quay.io/keycloak/keycloak:26.6.0", "quay.io/keycloak/keycloak:latest"
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("is not pinned" in line for line in failures), failures
+
+
+def test_gateway_and_auth_trust_nothing_without_the_keycloak_env_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A default that trusts Keycloak would change `docker compose up` without the profile.
+    compose = broken_copy(
+        tmp_path, COMPOSE, "'${TRUSTED_ISSUERS:-[]}'", "'${TRUSTED_ISSUERS:-[{}]}'"
+    )
+    failures = compose_failures(capsys, compose)
+    assert any("gateway RELAYSHOP_TRUSTED_ISSUERS must be" in line for line in failures), failures

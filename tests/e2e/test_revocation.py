@@ -59,12 +59,19 @@ def doors(stack: Stack) -> dict[str, str]:
 
 
 def answers(client: Client, token: str, names: set[str] | None = None) -> dict[str, int]:
-    headers = {"Authorization": f"Bearer {token}"}
+    """Each door's status for the token it would receive: the user's token at a gateway; at a
+    service, in exchange mode, the token exchanged for it (the same one before and after the
+    revocation, so what is shown refused is the derived token itself)."""
     return {
-        name: client.http.get(url, headers=headers).status_code
+        name: client.http.get(url, headers=bearer(client, name, token)).status_code
         for name, url in doors(client.stack).items()
         if names is None or name in names
     }
+
+
+def bearer(client: Client, door: str, token: str) -> dict[str, str]:
+    received = token if door.startswith("gateway") else client.as_received_by(door, token)
+    return {"Authorization": f"Bearer {received}"}
 
 
 def assert_accepted_everywhere(client: Client, token: str) -> None:
@@ -85,7 +92,7 @@ def wait_refused_everywhere(client: Client, token: str, within: float = 1.0) -> 
     last: dict[str, int] = {}
     while pending:
         for name, url in list(pending.items()):
-            response = client.http.get(url, headers={"Authorization": f"Bearer {token}"})
+            response = client.http.get(url, headers=bearer(client, name, token))
             last[name] = response.status_code
             if refused(response):
                 del pending[name]

@@ -208,6 +208,7 @@ def test_refused_requests_have_a_span_saying_who_refused_and_why(
 
     # A revoked token: refused at the edge and by a service called directly, reason "revoked".
     carol = client.access("carol")
+    client.as_received_by("orders", carol)  # exchange mode: orders' token, derived before logout
     assert client.request("POST", "/auth/logout", carol).status_code == 204
     at_edge = until_refused(client, carol, "gateway")
     gateway = server_span(spans_of(stack, at_edge, {"gateway"}), "gateway")
@@ -244,7 +245,7 @@ def test_every_log_line_is_json_with_trace_ids_and_one_access_line_per_request(
         for line in (stack.data_dir / f"{service}.log").read_text().splitlines():
             entry = json.loads(line)  # every line, startup and shutdown included
             assert "trace_id" in entry and "span_id" in entry and entry["service"] == service
-            if entry["logger"] == "relayshop.access" and entry["trace_id"] == trace_id:
+            if entry["logger"] == "relayshop_platform.logs" and entry["trace_id"] == trace_id:
                 access.setdefault(service, []).append(entry)
     assert [e["path"] for e in access["gateway"]] == ["/api/orders"]
     assert [(e["path"], e["status"]) for e in access["orders"]] == [("/api/orders", 201)]
@@ -258,7 +259,7 @@ def test_every_log_line_is_json_with_trace_ids_and_one_access_line_per_request(
 def test_demo_runs_to_the_end_against_a_stack(stack: Stack) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RELAYSHOP_")}
     env["RELAYSHOP_DATA_DIR"] = str(stack.data_dir)
-    for name in ("gateway", "orders", "payments", "inventory"):
+    for name in ("gateway", "auth", "orders", "payments", "inventory"):
         env[f"RELAYSHOP_{name.upper()}_URL"] = stack.url(name)
     demo = subprocess.run(
         [sys.executable, str(ROOT / "tools/demo.py")],
@@ -288,7 +289,7 @@ def test_nothing_exported_holds_a_token_password_or_secret(
     client.issued += [refreshed.json()["access_token"], refreshed.json()["refresh_token"]]
     service = httpx.post(
         f"{gateway}/auth/token",
-        data={"grant_type": "client_credentials"},
+        data={"grant_type": "client_credentials", "resource": "urn:relayshop:inventory"},
         auth=("orders", "orders-demo-secret"),
     )
     assert service.status_code == 200

@@ -9,7 +9,12 @@ listener         a TCP server that records every connection; it must receive not
 attacker         the HTTP client every attack is sent with; it counts what it sends, per target
 http             the HTTP client for setting up and inspecting state (not counted)
 accounts         a fresh access token and the ``sub`` of each demo user
-service_tokens   real client_credentials tokens of the services, to reach internal operations
+service_tokens   real client_credentials tokens of the services, one per (caller, callee), to
+                 reach internal operations
+received         a user's token as a service receives it in the stack's token mode (exchanged
+                 hop by hop in exchange mode, the token itself in relay mode), for every test that
+                 calls a service directly: a hop must refuse an attack for the attack's own
+                 reason, not merely because the token was addressed to someone else
 signer           auth's real private signing key, read from the stack's own key directory: tokens
                  signed with it pass the signature check, so each claim check is attacked alone
 
@@ -33,7 +38,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from relayshop_devtools.devstack import PASSWORDS, Stack, free_port, make_stack
+from relayshop_devtools.devstack import PASSWORDS, Client, Stack, free_port, make_stack
+from relayshop_platform.catalogue import audience_of
 
 # Small limits with a short window: the brute-force tests hit them and then watch them end.
 THROTTLE_ENV = {
@@ -253,12 +259,13 @@ def accounts(stack: Stack, http: httpx.Client) -> dict[str, Account]:
     return {name: account(http, stack.url("gateway"), name) for name in PASSWORDS}
 
 
-def service_token(http: httpx.Client, auth_url: str, client_id: str) -> str:
-    """A real client_credentials token of one of the four services (demo secrets, test stack)."""
+def service_token(http: httpx.Client, auth_url: str, client_id: str, callee: str) -> str:
+    """A real client_credentials token of one of the services for one callee (RFC 8707
+    ``resource``): its aud is that callee alone (demo secrets, test stack)."""
     basic = base64.b64encode(f"{client_id}:{client_id}-demo-secret".encode()).decode()
     answer = http.post(
         f"{auth_url}/auth/token",
-        data={"grant_type": "client_credentials"},
+        data={"grant_type": "client_credentials", "resource": audience_of(callee)},
         headers={"Authorization": f"Basic {basic}"},
     )
     assert answer.status_code == 200, answer.text
@@ -267,23 +274,69 @@ def service_token(http: httpx.Client, auth_url: str, client_id: str) -> str:
 
 
 class ServiceTokens:
-    """``tokens["orders"]``: that service's token, fetched again before its 300 s are up."""
+    """``tokens["orders", "payments"]``: the token orders sends payments beside a user's token
+    (accepted at payments only), fetched again before its 300 s are up."""
 
     def __init__(self, http: httpx.Client, auth_url: str) -> None:
         self._http, self._auth_url = http, auth_url
-        self._tokens: dict[str, tuple[float, str]] = {}
+        self._tokens: dict[tuple[str, str], tuple[float, str]] = {}
 
-    def __getitem__(self, client_id: str) -> str:
-        fetched, token = self._tokens.get(client_id, (0.0, ""))
+    def __getitem__(self, caller_and_callee: tuple[str, str]) -> str:
+        fetched, token = self._tokens.get(caller_and_callee, (0.0, ""))
         if time.monotonic() - fetched > 200:
-            token = service_token(self._http, self._auth_url, client_id)
-            self._tokens[client_id] = (time.monotonic(), token)
+            token = service_token(self._http, self._auth_url, *caller_and_callee)
+            self._tokens[caller_and_callee] = (time.monotonic(), token)
         return token
 
 
 @pytest.fixture(scope="session")
 def service_tokens(stack: Stack, http: httpx.Client) -> ServiceTokens:
     return ServiceTokens(http, stack.url("auth"))
+
+
+class Received:
+    """A user's token as a service receives it, in the stack's token mode.
+
+    ``received(token, "gateway")`` (or ``"auth"``) is the token as signed in: those two take it
+    as it is. ``received(token, "orders")`` is what orders gets from the gateway (a public route);
+    ``received(token, "orders", "payments")`` what payments gets from orders, which got it from the
+    gateway (an internal operation orders calls: the nearest actor is orders, the service whose
+    own token goes beside it). Exchange mode: the token exchanged at auth hop by hop (RFC 8693),
+    the gateway first, as the services themselves do; relay mode: the token itself, which carries
+    every audience. Remembered per (token, hops), so a test may revoke the user's token and show
+    that this very derived token is refused too. Sent with the uncounted client: setting up an
+    attack is not an attack case.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._derived: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    @property
+    def mode(self) -> str:
+        return self._client.mode
+
+    def __call__(self, token: str, *hops: str) -> str:
+        if self.mode == "relay" or hops in ((), ("gateway",), ("auth",)):
+            return token
+        key = (token, hops)
+        if key not in self._derived:
+            derived, holder = token, "gateway"
+            for hop in hops:
+                answer = self._client.exchange(derived, audience_of(hop), by=holder)
+                assert answer.status_code == 200, f"{holder} -> {hop}: {answer.text}"
+                derived, holder = str(answer.json()["access_token"]), hop
+            self._derived[key] = derived
+        return self._derived[key]
+
+
+@pytest.fixture(scope="session")
+def received(stack: Stack) -> Iterator[Received]:
+    client = Client(stack)
+    try:
+        yield Received(client)
+    finally:
+        client.http.close()
 
 
 @dataclass(frozen=True)

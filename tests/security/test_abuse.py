@@ -5,6 +5,13 @@ Failed sign-ins are sent with an X-Forwarded-For address made up per test: auth 
 header only from a trusted proxy, and these tests run on 127.0.0.1, which is one (the gateway's
 address). So each test picks the "client address" auth counts against, and no test's failures
 lock out another's.
+
+A request sent straight to orders, payments or inventory carries the user's token as that service
+would receive it in the stack's token mode (``received`` in conftest.py): exchanged for it by the
+gateway for a public route, and along gateway -> caller -> callee for an internal operation, with
+the caller's own token for that callee beside it. So each attack reaches the check it is about and
+fails for its own reason (ownership, role, size, syntax, idempotency), never merely because the
+token was addressed to another service.
 """
 
 from __future__ import annotations
@@ -199,9 +206,16 @@ def test_strangers_get_404_for_every_object_route(
     targets: dict[str, str],
     attacker: httpx.Client,
     accounts: dict[str, Any],
+    received: Any,
     alice_order: Any,
 ) -> None:
-    bob = bearer(accounts["bob"].access_token)
+    bob_token = accounts["bob"].access_token
+
+    def bob(target: str) -> dict[str, str]:
+        # Bob's token as the target receives it: a valid token for that hop, so only the
+        # ownership rule can refuse him.
+        return bearer(received(bob_token, target))
+
     order, payment = alice_order.id, alice_order.payment_id
     routes = [
         ("GET", f"/api/orders/{order}", ("gateway", "orders")),
@@ -211,19 +225,21 @@ def test_strangers_get_404_for_every_object_route(
     ]
     for method, path, where in routes:
         for target in where:
-            answer = attacker.request(method, targets[target] + path, headers=bob)
+            answer = attacker.request(method, targets[target] + path, headers=bob(target))
             assert answer.status_code == 404, f"{target} {method} {path}: {answer.text}"
             # Indistinguishable from an id that does not exist.
             unknown_path = path.replace(order, "0" * 32).replace(payment, "pay_" + "0" * 32)
-            unknown = attacker.request(method, targets[target] + unknown_path, headers=bob)
+            unknown = attacker.request(method, targets[target] + unknown_path, headers=bob(target))
             assert unknown.status_code == 404
             assert unknown.json()["title"] == answer.json()["title"]
-    listed = attacker.get(targets["gateway"] + "/api/orders?limit=200", headers=bob)
+    listed = attacker.get(targets["gateway"] + "/api/orders?limit=200", headers=bob("gateway"))
     assert order not in {o["id"] for o in listed.json()}
     # Refunds are admin-only: a customer gets the same 403 for any id, known or not.
     for target in ("gateway", "payments"):
         for pid in (payment, "pay_" + "0" * 32):
-            answer = attacker.post(f"{targets[target]}/api/payments/{pid}/refund", headers=bob)
+            answer = attacker.post(
+                f"{targets[target]}/api/payments/{pid}/refund", headers=bob(target)
+            )
             assert answer.status_code == 403, answer.text
 
 
@@ -233,9 +249,13 @@ def test_strangers_get_404_from_internal_object_routes_even_via_a_service(
     http: httpx.Client,
     accounts: dict[str, Any],
     service_tokens: Any,
+    received: Any,
     alice_order: Any,
 ) -> None:
-    """Bob's token relayed by a real service token: the ownership rule still applies."""
+    """Bob's token relayed by a real service token: the ownership rule still applies. Bob's token
+    is the one the caller would send (exchanged along gateway -> caller -> target in exchange
+    mode, so its nearest actor is the caller) beside the caller's own token for the target: every
+    token check passes, and only the ownership rule is left to refuse him."""
     order = alice_order.id
     routes = [
         ("inventory", "GET", f"/api/inventory/reservations/{order}", "orders"),
@@ -246,11 +266,13 @@ def test_strangers_get_404_from_internal_object_routes_even_via_a_service(
     ]
     bob = accounts["bob"].access_token
     for target, method, path, caller in routes:
-        headers = bearer(bob, **{"X-Service-Token": service_tokens[caller]})
+        service = {"X-Service-Token": service_tokens[caller, target]}
+        headers = bearer(received(bob, caller, target), **service)
         answer = attacker.request(method, targets[target] + path, headers=headers)
         assert answer.status_code == 404, f"{target} {method} {path}: {answer.text}"
-        # Through the gateway an internal route is out of reach whatever the token.
-        edge = attacker.request(method, targets["gateway"] + path, headers=headers)
+        # Through the gateway an internal route is out of reach whatever the token: bob's own
+        # token (the one the gateway accepts) with the service token beside it.
+        edge = attacker.request(method, targets["gateway"] + path, headers=bearer(bob, **service))
         assert edge.status_code == 403, edge.text
     # And nothing happened to alice's order: still confirmed, paid and committed.
     alice = bearer(accounts["alice"].access_token)
@@ -260,7 +282,8 @@ def test_strangers_get_404_from_internal_object_routes_even_via_a_service(
     reservation = http.get(
         f"{targets['inventory']}/api/inventory/reservations/{order}",
         headers=bearer(
-            accounts["alice"].access_token, **{"X-Service-Token": service_tokens["orders"]}
+            received(accounts["alice"].access_token, "orders", "inventory"),
+            **{"X-Service-Token": service_tokens["orders", "inventory"]},
         ),
     )
     assert reservation.json()["status"] == "COMMITTED"
@@ -268,16 +291,20 @@ def test_strangers_get_404_from_internal_object_routes_even_via_a_service(
 
 # -- oversized and malformed requests -----------------------------------------------------------
 @pytest.fixture
-def body_headers(accounts: dict[str, Any], service_tokens: Any) -> dict[str, dict[str, str]]:
+def body_headers(
+    accounts: dict[str, Any], service_tokens: Any, received: Any
+) -> dict[str, dict[str, str]]:
     """Per target, credentials that get a request as far as its body: a customer for orders, the
-    warehouse for stock, a customer via orders for the internal charge."""
+    warehouse for stock, a customer via orders for the internal charge (each token as that
+    target receives it, so a refusal is about the body, never about the token's audience)."""
     json_type = {"Content-Type": "application/json"}
     alice, walt = accounts["alice"].access_token, accounts["walt"].access_token
+    via_orders = {"X-Service-Token": service_tokens["orders", "payments"]}
     return {
         "gateway": bearer(alice, **json_type),
-        "orders": bearer(alice, **json_type),
-        "payments": bearer(alice, **json_type, **{"X-Service-Token": service_tokens["orders"]}),
-        "inventory": bearer(walt, **json_type),
+        "orders": bearer(received(alice, "orders"), **json_type),
+        "payments": bearer(received(alice, "orders", "payments"), **json_type, **via_orders),
+        "inventory": bearer(received(walt, "inventory"), **json_type),
         "auth": bearer(alice, **json_type),
     }
 
@@ -317,9 +344,13 @@ def test_oversized_body_is_413(
 
 @pytest.mark.parametrize("target", EVERY_TARGET)
 def test_oversized_headers_are_431(
-    target: str, targets: dict[str, str], attacker: httpx.Client, accounts: dict[str, Any]
+    target: str,
+    targets: dict[str, str],
+    attacker: httpx.Client,
+    accounts: dict[str, Any],
+    received: Any,
 ) -> None:
-    token = accounts["alice"].access_token
+    token = received(accounts["alice"].access_token, target)
     paths = ["/healthz", JSON_ENDPOINTS[target][1]]
     for path in paths:
         for headers in (
@@ -370,12 +401,18 @@ def test_malformed_json_is_4xx(
 
 @pytest.mark.parametrize("target", ["gateway", *SERVICES])
 def test_malformed_path_and_query_are_4xx(
-    target: str, targets: dict[str, str], attacker: httpx.Client, accounts: dict[str, Any]
+    target: str,
+    targets: dict[str, str],
+    attacker: httpx.Client,
+    accounts: dict[str, Any],
+    received: Any,
 ) -> None:
     prefix = {"gateway": "/api/orders", "orders": "/api/orders"}.get(
         target, "/api/payments" if target == "payments" else "/api/inventory/products"
     )
-    headers = bearer(accounts["admin"].access_token)
+    # The admin's token as the target receives it: a 4xx must come from the path or the query
+    # (a 401 for the token's audience would pass this test without testing anything).
+    headers = bearer(received(accounts["admin"].access_token, target))
     for suffix in ("/%ff%fe", "/%c0%af", "/abc%00def", "/" + "a" * 5000, "/%2e%2e%2fsecret"):
         answer = attacker.get(targets[target] + prefix + suffix, headers=headers)
         assert 400 <= answer.status_code < 500, f"{prefix}{suffix[:40]}: {answer.status_code}"
@@ -406,10 +443,14 @@ def test_invalid_utf8_or_control_characters_in_a_form_are_400(
 # -- CORS: an unknown Origin is never echoed, and never with credentials ------------------------
 @pytest.mark.parametrize("target", EVERY_TARGET)
 def test_unknown_origin_is_never_allowed_with_credentials(
-    target: str, targets: dict[str, str], attacker: httpx.Client, accounts: dict[str, Any]
+    target: str,
+    targets: dict[str, str],
+    attacker: httpx.Client,
+    accounts: dict[str, Any],
+    received: Any,
 ) -> None:
     path = "/auth/token" if target in ("auth",) else JSON_ENDPOINTS[target][1]
-    token = accounts["alice"].access_token
+    token = received(accounts["alice"].access_token, target)
     for origin in UNKNOWN_ORIGINS:
         preflight = attacker.options(
             targets[target] + path,
@@ -438,7 +479,11 @@ def test_unknown_origin_is_never_allowed_with_credentials(
 
 # -- replays ------------------------------------------------------------------------------------
 def test_order_replay_with_another_body_is_422_and_charges_once(
-    targets: dict[str, str], attacker: httpx.Client, http: httpx.Client, accounts: dict[str, Any]
+    targets: dict[str, str],
+    attacker: httpx.Client,
+    http: httpx.Client,
+    accounts: dict[str, Any],
+    received: Any,
 ) -> None:
     alice = accounts["alice"].access_token
     first_body = {"items": [{"sku": "MS-002", "quantity": 1}], "payment_method": "pm_card_visa"}
@@ -451,7 +496,7 @@ def test_order_replay_with_another_body_is_422_and_charges_once(
     for target in ("gateway", "orders"):
         url, keyed = (
             targets[target] + "/api/orders",
-            bearer(alice, **{"Idempotency-Key": uuid.uuid4().hex}),
+            bearer(received(alice, target), **{"Idempotency-Key": uuid.uuid4().hex}),
         )
         before = stock()
         first = http.post(url, json=first_body, headers=keyed)
@@ -468,13 +513,15 @@ def test_payment_charge_replay_never_charges_twice(
     attacker: httpx.Client,
     accounts: dict[str, Any],
     service_tokens: Any,
+    received: Any,
     alice_order: Any,
 ) -> None:
-    """Replays of the internal charge (as if orders retried, or a stolen relay was replayed)."""
+    """Replays of the internal charge (as if orders retried, or a stolen relay was replayed): the
+    very tokens orders sent, alice's as payments receives it from orders and orders' own."""
     url = f"{targets['payments']}/api/payments/charges"
-    headers = bearer(
-        accounts["alice"].access_token, **{"X-Service-Token": service_tokens["orders"]}
-    )
+    via_orders = {"X-Service-Token": service_tokens["orders", "payments"]}
+    alice = accounts["alice"].access_token
+    headers = bearer(received(alice, "orders", "payments"), **via_orders)
     same = {
         "order_id": alice_order.id,
         "amount_cents": alice_order.total_cents,
@@ -493,12 +540,12 @@ def test_payment_charge_replay_never_charges_twice(
         answers = list(pool.map(lambda _: attacker.post(url, json=same, headers=headers), range(5)))
     assert {a.json()["id"] for a in answers} == {alice_order.payment_id}
     # Another customer replaying alice's charge learns nothing and charges nothing.
-    bob = bearer(accounts["bob"].access_token, **{"X-Service-Token": service_tokens["orders"]})
+    bob = bearer(received(accounts["bob"].access_token, "orders", "payments"), **via_orders)
     stranger = attacker.post(url, json=same, headers=bob)
     assert stranger.status_code == 409 and alice_order.payment_id not in stranger.text
     paid = attacker.get(
         f"{targets['payments']}/api/payments/{alice_order.payment_id}",
-        headers=bearer(accounts["alice"].access_token),
+        headers=bearer(received(alice, "payments")),
     )
     assert paid.json()["status"] == "CAPTURED"
     assert paid.json()["amount_cents"] == alice_order.total_cents

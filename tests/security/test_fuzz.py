@@ -15,9 +15,13 @@ all``), and every check must pass, among them:
   allow_header_conformance        ones it does (RFC 9110 section 15.5.6).
 The deliberate exceptions, each with its reason, are in schemathesis.toml beside this file.
 
-Each request also carries the orders service's own token, so the internal operations are fuzzed
-past their caller check. Bounded for speed (a few examples per operation) and seeded, so a failure
-is reproducible; schemathesis runs as a command, as a user would run it, in its own process.
+Each request carries the user's token as the service under test receives it in the stack's token
+mode, and at payments and inventory the orders service's own token for them beside it: in exchange
+mode the user's token is exchanged along gateway -> orders -> service, so its nearest actor is
+orders, the caller whose token goes beside it. So every operation, public or internal, is fuzzed
+past its token checks (audience, caller, actor), and what the fuzzer finds is about the operation.
+Bounded for speed (a few examples per operation) and seeded, so a failure is reproducible;
+schemathesis runs as a command, as a user would run it, in its own process.
 conftest.py runs this file last, because the fuzzer signs out, rotates keys and sets stock.
 """
 
@@ -32,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 from relayshop_devtools.devstack import PASSWORDS
-from relayshop_platform.catalogue import SERVICE_NAMES
+from relayshop_platform.catalogue import SERVICE_NAMES, exchange_targets
 
 ROLES = {"customer": "alice", "support": "carol", "warehouse": "walt", "admin": "admin"}
 SERVICES = SERVICE_NAMES  # every service of the catalogue
@@ -72,15 +76,21 @@ def test_schemathesis_finds_nothing_with_every_check(
     targets: dict[str, str],
     http: httpx.Client,
     service_tokens: Any,
+    received: Any,
     tally: Any,
     tmp_path: Path,
 ) -> None:
+    token = sign_in(http, targets["gateway"], ROLES[role])
     headers = {
-        "Authorization": f"Bearer {sign_in(http, targets['gateway'], ROLES[role])}",
-        "X-Service-Token": service_tokens["orders"],
         # Failed sign-ins the fuzzer causes count against an address of its own.
         "X-Forwarded-For": "203.0.113.77",
     }
+    if service in exchange_targets("orders"):
+        # payments and inventory: their internal operations are called by orders.
+        headers["Authorization"] = f"Bearer {received(token, 'orders', service)}"
+        headers["X-Service-Token"] = service_tokens["orders", service]
+    else:
+        headers["Authorization"] = f"Bearer {received(token, service)}"
     status, output = schemathesis_run(targets[service], headers, tmp_path)
     generated = re.search(r"(\d+) generated", output)
     assert generated is not None, output

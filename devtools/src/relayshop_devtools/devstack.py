@@ -11,6 +11,7 @@ what ``start()`` started (SIGTERM, then SIGKILL after a grace period).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -29,10 +30,13 @@ from typing import IO
 import httpx
 import redis
 from relayshop_platform.catalogue import AUTH, CATALOGUE, GATEWAY, SERVICES_WITH_TABLES
+from relayshop_platform.issuers import TrustedIssuer
 from relayshop_platform.redis_acl import ADMIN, redis_server_args
 
 from .embedded_redis import redis_args
 
+# The services that read RELAYSHOP_TRUSTED_ISSUERS: the edge, and the token service behind it.
+FEDERATING = (GATEWAY, AUTH)
 # Every service of the catalogue, auth first (the others load its keys at start) and the gateway
 # last (its /readyz asks every other service).
 SERVICES = tuple(
@@ -91,6 +95,7 @@ class Stack:
         env: dict[str, str] | None = None,
         services: tuple[str, ...] = SERVICES,
         gateway_replicas: int = 1,
+        trusted_issuers: Sequence[TrustedIssuer] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +116,10 @@ class Stack:
             self.redis_url = f"redis://:{self._redis_admin_password}@127.0.0.1:{self.redis_port}/0"
         self.database_urls = database_urls or {}
         self.extra_env = env or {}
+        # Other identity providers the stack trusts (RELAYSHOP_TRUSTED_ISSUERS): told to the
+        # gateway, which accepts their tokens, and to auth, which exchanges them for its own.
+        # The services behind the gateway trust relayshop's auth alone, so they are not told.
+        self.trusted_issuers = list(trusted_issuers)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
@@ -140,6 +149,13 @@ class Stack:
                 env[entry.url_variable] = f"http://127.0.0.1:{port}"
         if service in self.database_urls:
             env["DATABASE_URL"] = self.database_urls[service]
+        # CI runs the suites once per token mode: RELAYSHOP_TEST_TOKEN_MODE=relay for the other.
+        if mode := os.environ.get("RELAYSHOP_TEST_TOKEN_MODE"):
+            env["RELAYSHOP_TOKEN_MODE"] = mode
+        if self.trusted_issuers and service in FEDERATING:
+            env["RELAYSHOP_TRUSTED_ISSUERS"] = json.dumps(
+                [issuer.model_dump(exclude_none=True) for issuer in self.trusted_issuers]
+            )
         env.update(self.extra_env)
         return env
 
@@ -346,6 +362,7 @@ class Client:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.http = httpx.Client(timeout=30.0)
+        self._received: dict[tuple[str, str], str] = {}
 
     def token(self, username: str, password: str | None = None) -> dict[str, str]:
         response = self.http.post(
@@ -362,6 +379,48 @@ class Client:
     def access(self, username: str) -> str:
         return self.token(username)["access_token"]
 
+    def exchange(self, token: str, audience: str, *, by: str = "gateway") -> httpx.Response:
+        """RFC 8693 at auth, as service ``by`` (its demo client secret) would ask."""
+        return self.http.post(
+            f"{self.stack.url('auth')}/auth/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": token,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "audience": audience,
+            },
+            auth=(by, f"{by}-demo-secret"),
+        )
+
+    def token_for(self, service: str, token: str) -> str:
+        """The token ``service`` accepts for this user: in relay mode the user's own (it carries
+        every audience); in exchange mode the user's token exchanged for it, as the gateway
+        would. For tests that call a service directly, on its own port."""
+        if self.mode == "relay":
+            return token
+        answer = self.exchange(token, f"urn:relayshop:{service}")
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def as_received_by(self, service: str, token: str) -> str:
+        """The user's token as ``service`` receives it from the gateway: in exchange mode the
+        token exchanged for it (remembered, so a test can log out and then show that this very
+        derived token is refused too); in relay mode the token itself. A token auth will not
+        exchange (forged, revoked before its first use) is sent as it is: refused either way."""
+        if self.mode == "relay":
+            return token
+        key = (token, service)
+        if key not in self._received:
+            answer = self.exchange(token, f"urn:relayshop:{service}")
+            self._received[key] = (
+                str(answer.json()["access_token"]) if answer.status_code == 200 else token
+            )
+        return self._received[key]
+
+    @property
+    def mode(self) -> str:
+        return os.environ.get("RELAYSHOP_TEST_TOKEN_MODE", "exchange")
+
     def request(
         self,
         method: str,
@@ -369,9 +428,15 @@ class Client:
         token: str | None = None,
         *,
         service: str = "gateway",
+        exchange: bool = True,
         **kwargs: object,
     ) -> httpx.Response:
+        """``method path`` at ``service`` with ``token``. Called directly, a service gets the
+        token it would receive from the hop before it (``as_received_by``), unless
+        ``exchange=False`` sends ``token`` exactly as given."""
         headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
+        if token and exchange and service not in ("gateway", "auth"):
+            token = self.as_received_by(service, token)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return self.http.request(

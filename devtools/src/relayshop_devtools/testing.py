@@ -1,18 +1,23 @@
 """Helpers for tests: a throwaway RSA signing key, a JWKS for it, and tokens minted with it.
 
 Never used by a running service. Lets a test make exactly the token it wants to attack with.
-Caller turns such tokens into request headers; wait_ready waits for an in-process app;
-embedded_redis runs a real Redis for as long as a test needs it.
+Caller turns such tokens into request headers (bearer: any token); wait_ready waits for an app
+under TestClient, running() runs one in the test's own event loop; AuthApi is auth's API over
+TestClient; RunningGateway is the gateway under uvicorn; embedded_redis runs a real Redis for as
+long as a test needs it. The fakes of relayshop's services, to test one service alone, are in
+fakes.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +25,16 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from relayshop_platform.catalogue import AUTH, CATALOGUE
+from relayshop_platform.scopes import USER_SCOPES
 from relayshop_platform.security import SERVICE_TOKEN_HEADER
 
 if TYPE_CHECKING:
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from gateway_service.main import GatewayASGI
     from starlette.testclient import TestClient
 
 
@@ -49,7 +61,11 @@ def embedded_redis(directory: Path, acl: Sequence[str] = (), password: str = "")
 
 
 DEFAULT_ISSUER = "http://localhost:8000/auth"
-DEFAULT_AUDIENCE = "relayshop"
+# A test token is, by default, shaped like a relay-mode user token: every service's audience and
+# every scope, so a service's tests exercise its own rules. A test about audiences or scopes
+# passes its own ``aud`` or ``scope``.
+DEFAULT_AUDIENCE = [s.audience for s in CATALOGUE if s.name != AUTH]
+DEFAULT_SCOPE = " ".join(USER_SCOPES)
 
 
 class TestKey:
@@ -78,7 +94,7 @@ class TestKey:
             "iat": now,
             "jti": uuid.uuid4().hex,
             "roles": ["customer"],
-            "scope": "openid",
+            "scope": DEFAULT_SCOPE,
             "sid": uuid.uuid4().hex,
             "client_id": "relayshop",
         }
@@ -127,6 +143,10 @@ class Caller:
         return headers
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
     """The revocation mirror and the JWKS load in the background: poll until /readyz says so."""
     deadline = time.monotonic() + timeout
@@ -138,6 +158,99 @@ def wait_ready(client: TestClient, timeout: float = 15.0) -> None:
             title = getattr(client.app, "title", "the service")  # "relayshop orders"
             raise AssertionError(f"{title} never became ready: {response.text}")
         time.sleep(0.05)
+
+
+class AuthApi:
+    """Auth's API as auth's tests call it again and again, over one app under TestClient."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    @property
+    def app(self) -> Any:
+        return self.client.app
+
+    def sign_in(self, username: str, password: str | None = None, **form: str) -> httpx.Response:
+        data = {
+            "grant_type": "password",
+            "username": username,
+            "password": password if password is not None else f"{username}-password",
+            **form,
+        }
+        return self.client.post("/auth/token", data=data)
+
+    def login(self, username: str, password: str | None = None, **form: str) -> dict[str, Any]:
+        response = self.sign_in(username, password, **form)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def refresh(self, refresh_token: str) -> httpx.Response:
+        return self.client.post(
+            "/auth/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+
+    def userinfo(self, token: str) -> httpx.Response:
+        return self.client.get("/auth/userinfo", headers=bearer(token))
+
+    def post(
+        self,
+        path: str,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        all_headers = {**(bearer(token) if token else {}), **(headers or {})}
+        return self.client.post(path, headers=all_headers, **kwargs)
+
+    def jwks(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.client.get("/auth/.well-known/jwks.json").json()
+        return body
+
+    def kids(self) -> list[str]:
+        return [key["kid"] for key in self.jwks()["keys"]]
+
+    def jwks_key(self, token: str) -> Any:
+        """The public key for ``token`` from the served JWKS, as any client would get it."""
+        kid = jwt.get_unverified_header(token)["kid"]
+        return jwt.PyJWKSet.from_dict(self.jwks())[kid].key
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` in the test's own event loop: its lifespan entered here, an AsyncClient that
+    sends to it through httpx.ASGITransport, ready before use. asyncio.gather over that client
+    then really interleaves requests inside the service."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            deadline = time.monotonic() + 15
+            while (response := await client.get("/readyz")).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{app.title} never became ready: {response.text}")
+                await asyncio.sleep(0.05)
+            yield client
+
+
+@dataclass
+class RunningGateway:
+    """The real gateway under uvicorn, in a thread of its own (the gateway's tests start it)."""
+
+    asgi: GatewayASGI
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+
+# The gateway tests' start_gateway fixture: start_gateway(RELAYSHOP_...=...) -> RunningGateway.
+StartGateway = Callable[..., Awaitable[RunningGateway]]
 
 
 class RouteByHost(httpx.AsyncBaseTransport):

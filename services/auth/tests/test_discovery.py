@@ -18,6 +18,7 @@ def test_openid_configuration_names_every_contract_endpoint(api) -> None:
         "password",
         "refresh_token",
         "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
     }
     assert document["id_token_signing_alg_values_supported"] == ["RS256"]
 

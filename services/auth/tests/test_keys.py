@@ -40,7 +40,7 @@ def verify_like_a_service(api, token: str) -> Principal:
             jwks = JWKSCache("http://auth/auth/.well-known/jwks.json", http)
             await jwks.refresh(force=True)
             verifier = TokenVerifier(
-                jwks, issuer="http://localhost:8000/auth", audience="relayshop"
+                jwks, issuer="http://localhost:8000/auth", audience="urn:relayshop:gateway"
             )
             return await verifier.verify(token)
 

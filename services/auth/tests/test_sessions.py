@@ -57,23 +57,23 @@ def test_refresh_refuses_unknown_token(api) -> None:
 
 
 def test_refresh_may_narrow_but_not_widen_scope(api) -> None:
-    first = api.login("alice", scope="openid orders")
+    first = api.login("alice", scope="orders:read orders:write")
     narrowed = api.client.post(
         "/auth/token",
         data={
             "grant_type": "refresh_token",
             "refresh_token": first["refresh_token"],
-            "scope": "orders",
+            "scope": "orders:read",
         },
     )
-    assert narrowed.json()["scope"] == "orders"
+    assert narrowed.json()["scope"] == "orders:read"
 
     widened = api.client.post(
         "/auth/token",
         data={
             "grant_type": "refresh_token",
             "refresh_token": narrowed.json()["refresh_token"],
-            "scope": "payments",
+            "scope": "payments:read",  # never granted to this session
         },
     )
     assert widened.status_code == 400

@@ -54,7 +54,9 @@ def test_concurrent_wrong_current_passwords_never_pass_the_limit(api) -> None:
 
 def client_credentials(api, secret: str, client_id: str = "orders"):
     return api.client.post(
-        "/auth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        "/auth/token",
+        data={"grant_type": "client_credentials", "resource": "urn:relayshop:inventory"},
+        auth=(client_id, secret),
     )
 
 

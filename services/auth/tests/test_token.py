@@ -9,6 +9,7 @@ import uuid
 
 import jwt
 import pytest
+from relayshop_platform.scopes import scopes_for_roles
 
 DEMO_ACCOUNTS = {
     "alice": ["customer"],
@@ -32,7 +33,8 @@ def test_password_grant_issues_contract_token_for_demo_account(api, username) ->
     assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 300
-    assert body["scope"] == "openid orders payments inventory"
+    # Every scope the account's roles can use (scopes.py), nothing else.
+    assert body["scope"] == " ".join(scopes_for_roles(DEMO_ACCOUNTS[username]))
     assert len(body["refresh_token"]) >= 43  # 32 random bytes, base64url
 
     token = body["access_token"]
@@ -43,11 +45,11 @@ def test_password_grant_issues_contract_token_for_demo_account(api, username) ->
         token,
         api.jwks_key(token),
         algorithms=["RS256"],
-        audience="relayshop",
+        audience="urn:relayshop:gateway",
         issuer="http://localhost:8000/auth",
     )
     assert set(claims) == USER_CLAIMS
-    assert claims["aud"] == "relayshop"
+    assert claims["aud"] == "urn:relayshop:gateway"  # exchange mode: the front door alone
     assert claims["exp"] - claims["iat"] == 300
     assert claims["roles"] == DEMO_ACCOUNTS[username]
     assert claims["client_id"] == "relayshop"
@@ -96,10 +98,10 @@ def test_password_grant_hashes_for_unknown_users_too(api) -> None:
 
 
 def test_password_grant_grants_only_known_requested_scopes(api) -> None:
-    body = api.login("alice", scope="orders telepathy openid")
+    body = api.login("alice", scope="orders:read telepathy openid")
 
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert body["scope"] == claims["scope"] == "openid orders"
+    assert body["scope"] == claims["scope"] == "openid orders:read"
 
 
 def test_password_grant_refuses_only_unknown_scopes(api) -> None:
@@ -167,7 +169,7 @@ def test_token_refuses_malformed_body_with_invalid_request(api, content, content
 def test_client_credentials_issues_service_token(api) -> None:
     response = api.client.post(
         "/auth/token",
-        data={"grant_type": "client_credentials"},
+        data={"grant_type": "client_credentials", "resource": "urn:relayshop:inventory"},
         auth=("orders", "orders-demo-secret"),
     )
 
@@ -180,8 +182,9 @@ def test_client_credentials_issues_service_token(api) -> None:
         body["access_token"],
         api.jwks_key(body["access_token"]),
         algorithms=["RS256"],
-        audience="relayshop",
+        audience="urn:relayshop:inventory",
     )
+    assert claims["aud"] == "urn:relayshop:inventory"  # one callee, RFC 8707
     assert claims["sub"] == claims["client_id"] == "orders"
     assert claims["roles"] == ["service"]
     assert claims["scope"] == "internal"
@@ -212,8 +215,9 @@ def test_client_credentials_refuses_bad_client_with_401(api, headers) -> None:
 def test_service_token_cannot_read_userinfo(api) -> None:
     token = api.client.post(
         "/auth/token",
-        data={"grant_type": "client_credentials"},
+        data={"grant_type": "client_credentials", "resource": "urn:relayshop:orders"},
         auth=("gateway", "gateway-demo-secret"),
     ).json()["access_token"]
 
-    assert api.userinfo(token).status_code == 403
+    # Addressed to orders, not to the front door auth's user endpoints belong to.
+    assert api.userinfo(token).status_code == 401

@@ -1,9 +1,12 @@
 """Real servers over real sockets: four fake services and the gateway itself under uvicorn.
 
-FakeService   an aiohttp.web server on a free port that records every request it gets and echoes
-              it back as JSON (method, raw path with query, headers, body), unless a canned answer
-              is set for the path. The "auth" one also serves test_key's JWKS, so the gateway
-              verifies tokens minted with test_key. Each answers GET /readyz with ready_status.
+fakes         a FakeService (relayshop_devtools.fakes) per service: an aiohttp.web server on a free
+              port that records every request it gets and echoes it back as JSON (method, raw
+              path with query, headers, body), unless a canned answer is set for the path. The
+              "auth" one also serves test_key's JWKS, so the gateway verifies tokens minted with
+              test_key, and answers the gateway's token exchanges (RFC 8693) with test_key's
+              tokens, recorded in ``exchanges`` rather than ``requests``. Each answers GET
+              /readyz with ready_status.
 gateway       the real gateway (create_app under uvicorn, in its own thread and event loop, the
               way it runs in production) pointed at the four fakes; start_gateway(**env) starts
               one with other settings (an upstream on a closed port, a short timeout).
@@ -13,108 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import uvicorn
-from aiohttp import web
-from gateway_service.main import GatewayASGI, create_app
+from gateway_service.main import create_app
 from relayshop_devtools.devstack import free_port
-from relayshop_devtools.testing import TestKey
-
-JWKS_PATH = "/auth/.well-known/jwks.json"
-
-
-@dataclass
-class Seen:
-    method: str
-    target: str  # the raw path and query, exactly as received
-    headers: list[tuple[str, str]]  # names lower-cased
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = self.header_all(name)
-        return values[0] if values else None
-
-    def header_all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name.lower()]
-
-
-@dataclass
-class FakeService:
-    name: str
-    port: int = field(default_factory=free_port)
-    requests: list[Seen] = field(default_factory=list)  # everything but /readyz and the JWKS
-    canned: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    ready_status: int = 200
-    delay: float = 0.0
-    runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if request.path == "/readyz":
-            return web.json_response({"status": "fake"}, status=self.ready_status)
-        if request.path == JWKS_PATH and JWKS_PATH in self.canned:
-            status, body = self.canned[JWKS_PATH]
-            return web.json_response(body, status=status)
-        seen = Seen(
-            method=request.method,
-            target=request.raw_path,
-            headers=[(k.decode().lower(), v.decode()) for k, v in request.raw_headers],
-            body=await request.read(),
-        )
-        self.requests.append(seen)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if request.path in self.canned:
-            status, body = self.canned[request.path]
-            return web.json_response(body, status=status)
-        echo = {
-            "service": self.name,
-            "method": seen.method,
-            "target": seen.target,
-            "headers": seen.headers,
-            "body": seen.body.decode("latin-1"),
-        }
-        return web.json_response(echo, headers={"X-Echoed-By": self.name})
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        # handler_cancellation: a slow handler stops when the gateway gives up on it.
-        self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-
-@dataclass
-class Fakes:
-    auth: FakeService
-    orders: FakeService
-    payments: FakeService
-    inventory: FakeService
-
-    def all(self) -> list[FakeService]:
-        return [self.auth, self.orders, self.payments, self.inventory]
-
-    def request_count(self) -> int:
-        return sum(len(service.requests) for service in self.all())
+from relayshop_devtools.fakes import JWKS_PATH, Fakes, FakeService
+from relayshop_devtools.testing import RunningGateway, StartGateway, TestKey
 
 
 @pytest.fixture
 async def fakes(test_key: TestKey) -> AsyncIterator[Fakes]:
     services = Fakes(*(FakeService(name) for name in ("auth", "orders", "payments", "inventory")))
     services.auth.canned[JWKS_PATH] = (200, test_key.jwks())
+    services.auth.exchanger = test_key
     for service in services.all():
         await service.start()
     try:
@@ -122,24 +39,6 @@ async def fakes(test_key: TestKey) -> AsyncIterator[Fakes]:
     finally:
         for service in services.all():
             await service.stop()
-
-
-@dataclass
-class RunningGateway:
-    asgi: GatewayASGI
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10)
-
-
-StartGateway = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture

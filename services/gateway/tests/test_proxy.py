@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import redis.asyncio as aioredis
 from relayshop_devtools.devstack import free_port
@@ -127,10 +128,49 @@ async def test_auth_paths_pass_without_token(client, fakes) -> None:
 # -- headers -------------------------------------------------------------------------------
 
 
-async def test_forward_relays_authorization_unchanged(client, fakes, test_key) -> None:
-    token = test_key.mint()
+async def test_forward_sends_a_token_exchanged_for_the_upstream_alone(
+    client, fakes, test_key
+) -> None:
+    token = test_key.mint(aud="urn:relayshop:gateway")
     await client.get("/api/inventory/products", headers=auth(token))
+    await client.get("/api/inventory/products/KB-001", headers=auth(token))
+
+    (sent,) = set(r.header("authorization") for r in fakes.inventory.requests)
+    assert sent != f"Bearer {token}"
+    claims = jwt.decode(sent.removeprefix("Bearer "), options={"verify_signature": False})
+    assert claims["aud"] == "urn:relayshop:inventory"
+    assert claims["act"] == {"sub": "gateway"}
+    # RFC 8693 as the gateway, once: the second request used the cached exchanged token.
+    (exchange,) = fakes.auth.exchanges
+    assert exchange["subject_token"] == token
+    assert exchange["audience"] == "urn:relayshop:inventory"
+
+
+async def test_relay_mode_relays_authorization_unchanged(start_gateway, fakes, test_key) -> None:
+    gateway = await start_gateway(RELAYSHOP_TOKEN_MODE="relay")
+    token = test_key.mint()
+    async with gateway.client() as client:
+        await client.get("/api/inventory/products", headers=auth(token))
     assert fakes.inventory.requests[0].header_all("authorization") == [f"Bearer {token}"]
+    assert fakes.auth.exchanges == []
+
+
+async def test_a_refused_exchange_is_a_401_and_nothing_goes_upstream(
+    client, fakes, test_key
+) -> None:
+    fakes.auth.canned["exchange"] = (400, {"error": "invalid_grant"})
+    response = await client.get("/api/orders", headers=auth(test_key.mint()))
+    assert response.status_code == 401
+    assert fakes.orders.requests == []
+
+
+async def test_a_token_for_another_audience_is_refused_at_the_edge(client, fakes, test_key) -> None:
+    response = await client.get(
+        "/api/orders", headers=auth(test_key.mint(aud="urn:relayshop:orders"))
+    )
+    assert response.status_code == 401
+    assert "audience" in response.json()["detail"]
+    assert fakes.request_count() == 0
 
 
 async def test_forward_drops_smuggled_and_hop_by_hop_headers(client, fakes, test_key) -> None:

@@ -11,11 +11,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from inventory_service.main import create_app
-
-# Caller is re-exported for the test modules (`from .conftest import Caller`); the root
-# conftest.py gives the `caller` fixture.
-from relayshop_devtools.testing import Caller as Caller
-from relayshop_devtools.testing import wait_ready as wait_ready
+from relayshop_devtools.testing import wait_ready
 
 
 @pytest.fixture

@@ -1,22 +1,17 @@
 """Stock under a crowd: many reserves at once, on SQLite and (when reachable) PostgreSQL.
 
-The app runs in this test's event loop (its lifespan entered by hand, requests through
+The app runs in this test's event loop (relayshop_devtools.testing.running: requests through
 httpx.ASGITransport), so asyncio.gather really interleaves the requests inside the service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import httpx
 import pytest
 from inventory_service.main import create_app
-
-from .conftest import Caller
+from relayshop_devtools.testing import Caller, running
 
 # Each test runs on SQLite and on PostgreSQL (the root conftest's database_url).
 pytestmark = pytest.mark.databases
@@ -25,23 +20,10 @@ PRODUCTS = "/api/inventory/products"
 RESERVATIONS = "/api/inventory/reservations"
 
 
-@asynccontextmanager
-async def running_app() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
-            deadline = time.monotonic() + 15
-            while (await client.get("/readyz")).status_code != 200:
-                assert time.monotonic() < deadline, "inventory never became ready"
-                await asyncio.sleep(0.05)
-            yield client
-
-
 async def test_reserve_concurrently_never_oversells(
     database_url: str | None, caller: Caller
 ) -> None:
-    async with running_app() as client:
+    async with running(create_app()) as client:
         admin = caller.user("admin")
         put = await client.put(f"{PRODUCTS}/KB-001/stock", json={"stock": 20}, headers=admin)
         assert put.status_code == 200
@@ -66,7 +48,7 @@ async def test_reserve_concurrently_never_oversells(
 async def test_reserve_same_order_concurrently_reserves_once(
     database_url: str | None, caller: Caller
 ) -> None:
-    async with running_app() as client:
+    async with running(create_app()) as client:
         headers = caller.user("customer", via="orders")
         body = {"order_id": "o-dup", "items": [{"sku": "MN-003", "quantity": 3}]}
         responses = await asyncio.gather(
@@ -81,7 +63,7 @@ async def test_reserve_same_order_concurrently_reserves_once(
 async def test_release_concurrently_gives_stock_back_once(
     database_url: str | None, caller: Caller
 ) -> None:
-    async with running_app() as client:
+    async with running(create_app()) as client:
         headers = caller.user("customer", via="orders")
         body = {"order_id": "o-1", "items": [{"sku": "HD-004", "quantity": 5}]}
         assert (await client.post(RESERVATIONS, json=body, headers=headers)).status_code == 201

@@ -6,8 +6,7 @@ import gc
 
 from fastapi.testclient import TestClient
 from inventory_service.main import create_app
-
-from .conftest import wait_ready
+from relayshop_devtools.testing import wait_ready
 
 
 def test_startup_freezes_the_long_lived_objects_and_shutdown_thaws_them(

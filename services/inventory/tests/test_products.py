@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from inventory_service.main import create_app
-from relayshop_devtools.testing import TestKey
-
-from .conftest import Caller, wait_ready
+from relayshop_devtools.testing import Caller, TestKey, wait_ready
 
 PRODUCTS = "/api/inventory/products"
 

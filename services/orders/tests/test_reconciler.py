@@ -14,8 +14,7 @@ from orders_service.config import OrdersSettings
 from orders_service.models import Order, utcnow
 from orders_service.reconciler import reconcile_once
 from pydantic import ValidationError
-
-from .conftest import VISA, FakeNeighbours
+from relayshop_devtools.fakes import VISA, FakeNeighbours
 
 # Runs on SQLite and on PostgreSQL (the root conftest's database_url).
 pytestmark = pytest.mark.databases

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -9,8 +11,8 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
-from .conftest import Caller, FakeInventory
+from relayshop_devtools.fakes import FakeInventory
+from relayshop_devtools.testing import Caller, running
 
 # Runs on SQLite and on PostgreSQL (the root conftest's database_url).
 pytestmark = pytest.mark.databases
@@ -83,10 +85,15 @@ def test_charge_visa_captures_and_commits_stock_with_relayed_tokens(
     [commit] = inventory.requests
     assert commit.method == "POST"
     assert commit.url.path == "/api/inventory/reservations/o-1/commit"
-    # The relay: the user's own token, and payments' service token beside it.
-    assert commit.headers["authorization"] == headers["Authorization"]
+    # The user's token exchanged for inventory by payments (RFC 8693), and payments' own token
+    # for inventory beside it: both addressed to inventory alone.
+    received = jwt.decode(headers["Authorization"][7:], options={"verify_signature": False})
+    user = jwt.decode(commit.headers["authorization"][7:], options={"verify_signature": False})
+    assert (user["sub"], user["aud"]) == (received["sub"], "urn:relayshop:inventory")
+    assert user["act"]["sub"] == "payments"
     service = jwt.decode(commit.headers["x-service-token"], options={"verify_signature": False})
     assert (service["sub"], service["roles"]) == ("payments", ["service"])
+    assert service["aud"] == "urn:relayshop:inventory"
     assert app.state.provider.captures == 1
 
 
@@ -211,3 +218,17 @@ def test_charge_inventory_server_error_voids_and_is_503(
     inventory.status = 500
     assert charge(client, caller).status_code == 503
     assert by_order(client, caller).json()["status"] == "VOIDED"
+
+
+async def test_charge_concurrently_same_order_captures_once(app: FastAPI, caller: Caller) -> None:
+    """Twenty identical charges at once capture once (unique order_id plus the processor's
+    idempotency key). The app runs in this test's event loop, so they really interleave."""
+    async with running(app) as client:
+        headers = caller.user("customer", via="orders")
+        body = {"order_id": "o-1", "amount_cents": 8900, "payment_method": "pm_card_visa"}
+        responses = await asyncio.gather(
+            *(client.post(CHARGES, json=body, headers=headers) for _ in range(20))
+        )
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: 19}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert app.state.provider.captures == 1

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from relayshop_devtools.testing import TestKey
-
-from .conftest import Caller, FakeInventory
+from relayshop_devtools.fakes import FakeInventory
+from relayshop_devtools.testing import Caller, TestKey
 
 CHARGES = "/api/payments/charges"
 

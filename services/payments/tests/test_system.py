@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
-from .conftest import Caller
+from relayshop_devtools.testing import Caller
 
 # Runs on SQLite and on PostgreSQL (the root conftest's database_url).
 pytestmark = pytest.mark.databases

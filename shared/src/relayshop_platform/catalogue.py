@@ -14,13 +14,19 @@ Each entry says:
 - ``prefix``: the path prefix the gateway routes to it, or None for the gateway itself. The path
   is never rewritten: the service serves the same paths on its own port;
 - ``tables``: whether it owns tables (an Alembic environment in ``<name>_service/migrations``);
-- ``calls``: the services it sends requests to. Its settings hold exactly these neighbours' URLs.
+- ``calls``: the services it sends requests to. Its settings hold exactly these neighbours' URLs,
+  auth gives it service tokens for exactly these callees, and it may exchange a user's token
+  (RFC 8693) for exactly these audiences (``exchange_targets``);
+- ``writers``: the roles whose users may be granted ``<name>:write``. Every role may be granted
+  ``<name>:read``; the routes' own role rules still decide (scopes.py).
 Its audience, ``urn:relayshop:<name>``, follows from the name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .roles import Role
 
 # What a service uses; the rest is this module's own business.
 __all__ = [
@@ -32,7 +38,9 @@ __all__ = [
     "SERVICE_CLIENTS",
     "SERVICE_NAMES",
     "Service",
+    "audience_of",
     "callers_of",
+    "exchange_targets",
     "service",
 ]
 
@@ -44,10 +52,16 @@ class Service:
     prefix: str | None
     tables: bool
     calls: tuple[str, ...]
+    writers: tuple[Role, ...] = ()
 
     @property
     def audience(self) -> str:
         return f"urn:relayshop:{self.name}"
+
+    @property
+    def scoped(self) -> bool:
+        """A domain service under /api: its routes need ``<name>:read`` or ``<name>:write``."""
+        return self.prefix is not None and self.prefix.startswith("/api/")
 
     @property
     def package(self) -> str:
@@ -69,9 +83,30 @@ AUTH = "auth"
 # The services behind the gateway, one entry each.
 _BEHIND_THE_GATEWAY: tuple[Service, ...] = (
     Service(AUTH, 8001, "/auth", tables=True, calls=()),
-    Service("orders", 8002, "/api/orders", tables=True, calls=(AUTH, "inventory", "payments")),
-    Service("payments", 8003, "/api/payments", tables=True, calls=(AUTH, "inventory")),
-    Service("inventory", 8004, "/api/inventory", tables=True, calls=(AUTH,)),
+    Service(
+        "orders",
+        8002,
+        "/api/orders",
+        tables=True,
+        calls=(AUTH, "inventory", "payments"),
+        writers=(Role.CUSTOMER, Role.ADMIN),
+    ),
+    Service(
+        "payments",
+        8003,
+        "/api/payments",
+        tables=True,
+        calls=(AUTH, "inventory"),
+        writers=(Role.ADMIN,),
+    ),
+    Service(
+        "inventory",
+        8004,
+        "/api/inventory",
+        tables=True,
+        calls=(AUTH,),
+        writers=(Role.WAREHOUSE, Role.ADMIN),
+    ),
     # make new-service adds its entry above this line
 )
 # The gateway calls every service it routes to (its readiness check asks each of them too).
@@ -101,3 +136,16 @@ def service(name: str) -> Service:
 def callers_of(name: str) -> tuple[str, ...]:
     """The services that call ``name`` (the other side of ``calls``)."""
     return tuple(s.name for s in CATALOGUE if name in s.calls)
+
+
+def audience_of(name: str) -> str:
+    return service(name).audience
+
+
+def exchange_targets(client: str) -> tuple[str, ...]:
+    """The callees ``client`` may get tokens for: a service token (client_credentials with
+    ``resource``, RFC 8707) or a user's token exchanged for it (RFC 8693). Its ``calls`` but
+    auth, which is where tokens come from, not a resource. Nothing else may widen this."""
+    if client not in SERVICES:
+        return ()
+    return tuple(callee for callee in SERVICES[client].calls if callee != AUTH)

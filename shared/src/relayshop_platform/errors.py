@@ -39,7 +39,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Message, Send
 
 PROBLEM_JSON = "application/problem+json"
-log = logging.getLogger("relayshop.errors")
+log = logging.getLogger(__name__)
 
 
 class RelayshopError(Exception):
@@ -90,15 +90,24 @@ class InsufficientScope(RelayshopError):
     status = 403
     title = "Forbidden"
 
-    def __init__(self, detail: str = "Your token does not allow this.", reason: str = "role"):
+    def __init__(
+        self,
+        detail: str = "Your token does not allow this.",
+        reason: str = "role",
+        scope: str | None = None,
+    ):
         super().__init__(detail)
         self.reason = reason
+        self.scope = scope  # the scope the request needs, when a missing scope is the reason
 
     def headers(self) -> dict[str, str]:
         description = self.detail.replace('"', "'")
+        # RFC 6750 section 3.1: insufficient_scope names the scope needed, so a client can ask
+        # for a token that has it.
+        needed = f', scope="{self.scope}"' if self.scope else ""
         return {
             "WWW-Authenticate": (
-                f'Bearer realm="relayshop", error="insufficient_scope", '
+                f'Bearer realm="relayshop", error="insufficient_scope"{needed}, '
                 f'error_description="{description}"'
             )
         }

@@ -24,7 +24,7 @@ from jwt.exceptions import PyJWKError, PyJWKSetError
 
 from .tokens import ALLOWED_ALGORITHMS
 
-log = logging.getLogger("relayshop.jwks")
+log = logging.getLogger(__name__)
 
 
 class JWKSCache:
@@ -36,8 +36,10 @@ class JWKSCache:
         min_refetch_seconds: float = 5.0,
         refresh_seconds: float = 60.0,
         on_keys_removed: Callable[[], None] | None = None,
+        rsa_keys_without_alg: bool = False,
     ) -> None:
         self.url = url
+        self._rsa_keys_without_alg = rsa_keys_without_alg
         self._client = client
         self._min_refetch = min_refetch_seconds
         self._refresh_every = refresh_seconds
@@ -93,7 +95,7 @@ class JWKSCache:
             try:
                 response = await self._client.get(self.url)
                 response.raise_for_status()
-                keys = self.parse(response.json())
+                keys = self.parse(response.json(), self._rsa_keys_without_alg)
             except (httpx.HTTPError, ValueError, PyJWKError, PyJWKSetError) as exc:
                 # Keep the last good keys: auth being down must not take every service down.
                 log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
@@ -104,10 +106,17 @@ class JWKSCache:
                 self._on_keys_removed()
 
     @staticmethod
-    def parse(document: dict[str, Any]) -> dict[str, Any]:
+    def parse(document: dict[str, Any], rsa_keys_without_alg: bool = False) -> dict[str, Any]:
+        """The usable signing keys by kid. ``rsa_keys_without_alg``: also take an RSA key whose
+        JWK names no ``alg`` (optional, RFC 7517 section 4.4), as some identity providers publish
+        them (Microsoft Entra ID); the verifier fixes the algorithm, RS256, whatever the key says
+        (RFC 8725 section 3.1). Auth's own keys always name theirs."""
         keys: dict[str, Any] = {}
         for jwk in document.get("keys", []):
-            if jwk.get("use", "sig") != "sig" or jwk.get("alg") not in ALLOWED_ALGORITHMS:
+            alg = jwk.get("alg")
+            if alg is None and rsa_keys_without_alg and jwk.get("kty") == "RSA":
+                alg = "RS256"
+            if jwk.get("use", "sig") != "sig" or alg not in ALLOWED_ALGORITHMS:
                 continue
             if "d" in jwk:  # a private key in a JWKS is a misconfiguration: never use it
                 continue

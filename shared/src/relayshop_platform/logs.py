@@ -1,6 +1,6 @@
 """Logs as one JSON object per line, each with the trace_id and span_id of the request it is about.
 
-    {"ts": "2025-01-01T12:00:00.123Z", "level": "INFO", "logger": "relayshop.access",
+    {"ts": "2025-01-01T12:00:00.123Z", "level": "INFO", "logger": "relayshop_platform.logs",
      "service": "orders", "message": "POST /api/orders 201", "trace_id": "4bf9...", "span_id":
      "00f0...", "method": "POST", "path": "/api/orders", "status": 201, "duration_ms": 41.2,
      "request_id": "..."}
@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .metrics import observe_request
 from .settings import PlatformSettings
 
-access_log = logging.getLogger("relayshop.access")
+access_log = logging.getLogger(__name__)
 # Requests neither logged nor counted: probes and scrapes arrive every few seconds and say nothing.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # What every LogRecord has; anything else on a record came from ``extra=`` and is logged too.

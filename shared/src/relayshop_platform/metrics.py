@@ -50,6 +50,17 @@ ACCESS_DENIALS = Counter(
     "Requests with a valid token that were refused (403, or a stranger's 404), by check and why.",
     ["check", "reason"],
 )
+TOKEN_EXCHANGES = Counter(
+    "relayshop_token_exchanges_total",
+    "Tokens this service needed for a next hop (RFC 8693 exchange), by callee and how it got "
+    "one: hit (cached), miss (exchanged at auth), refused (auth said no) or error.",
+    ["callee", "result"],
+)
+EXCHANGE_LATENCY = Histogram(
+    "relayshop_token_exchange_seconds",
+    "The token exchange call to auth, on a cache miss.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 # Methods outside this set are counted as "OTHER": a client must not mint label values.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -51,6 +51,7 @@ from .logs import setup_logging
 from .settings import PlatformSettings
 
 VERSION_TABLE = "alembic_version"
+log = logging.getLogger(__name__)
 
 
 def alembic_config(migrations: str) -> Config:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.run(
         run_migrations(url, f"{args.service}_service:migrations", revision_message=args.revision)
     )
-    logging.getLogger("relayshop.migrate").info("database schema is up to date")
+    log.info("database schema is up to date")
     return 0
 
 

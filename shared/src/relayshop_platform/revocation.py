@@ -45,7 +45,7 @@ from .tokens import Principal
 JTI_KEY = "relayshop:revoked:jti"
 NBF_KEY = "relayshop:revoked:nbf"
 CHANNEL = "relayshop:revocations"
-log = logging.getLogger("relayshop.revocation")
+log = logging.getLogger(__name__)
 
 
 # -- the messages on CHANNEL: strict, so "nbf": "soon" or a missing field is refused, not guessed
@@ -127,6 +127,10 @@ class RevocationMirror:
         # What the mirror knows is revoked stays revoked (401), however stale the mirror is.
         if principal.jti in self.revoked_jti:
             raise InvalidToken("revoked", "The access token has been revoked.")
+        # A token exchanged from a revoked one (RFC 8693) is revoked with it: revoking the user's
+        # token at logout stops every token derived from it, at every hop, with no new message.
+        if any(jti in self.revoked_jti for jti in principal.derived_from):
+            raise InvalidToken("revoked", "The token it was exchanged from has been revoked.")
         nbf = self.not_before.get(principal.sub)
         if nbf is not None and principal.iat < nbf:
             raise InvalidToken("revoked", "The access token has been revoked.")

@@ -1,10 +1,19 @@
 """FastAPI dependencies that turn a relayed bearer token into a decision.
 
     CurrentUser                       the verified user behind the request (401 without one)
-    dependencies=[Depends(require_roles("warehouse", "admin"))]
+    dependencies=[Depends(require_roles(Role.WAREHOUSE, Role.ADMIN, scope="inventory:write"))]
                                       the fine rule on a route, like Spring's @PreAuthorize
-    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))]
+    dependencies=[Depends(require_scope("inventory:read"))]
+                                      any signed-in role, with the scope
+    dependencies=[Depends(require_caller(services={"orders"},
+                                         roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"))]
                                       an internal operation: a user token AND a service token
+    if row is None or not owned_or_staff(row.owner_sub, user, staff=STAFF_READERS):
+        raise NotFound(...)           ownership, in the handler: a stranger's row is a 404
+
+Roles say what the user may do (roles.py), scopes what this token lets its client do (scopes.py):
+a route needs both. A token without the route's scope gets 403 with ``WWW-Authenticate: Bearer
+error="insufficient_scope", scope="<needed>"`` (RFC 6750 section 3.1).
 
 A service proves who it is with its own client_credentials token in SERVICE_TOKEN_HEADER, sent
 beside the user's relayed ``Authorization`` header. A user token alone never reaches an internal
@@ -18,6 +27,9 @@ through or refused it, and why (the token itself, or any secret, never goes on a
     relayshop.auth.reason    expired, revoked, signature, audience, missing, role, caller,
                              not_owner, ... (InvalidToken.reason and InsufficientScope.reason)
     enduser.id, enduser.role the token's sub and roles; relayshop.caller: the calling service
+    relayshop.token.aud, .scope, .act
+                             the token this hop received: its audiences, scopes and act chain
+                             (nearest actor first), so a trace shows the token narrow per hop
 
 Each rule is also written into the route's OpenAPI operation as ``x-relayshop-access``
 (document_access), so the docs say who may call what, and a test can hold the gateway's coarse
@@ -26,7 +38,7 @@ rules against the services' own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -38,6 +50,7 @@ from opentelemetry import trace
 
 from .errors import InsufficientScope, MissingToken, RelayshopError, TokenError
 from .metrics import ACCESS_DENIALS, TOKEN_REJECTIONS
+from .scopes import has_scope
 from .tokens import Principal, TokenVerifier
 
 # What a service uses; the rest is this module's own business.
@@ -49,9 +62,11 @@ __all__ = [
     "api_routes",
     "bearer_token",
     "document_access",
+    "owned_or_staff",
     "record_denial",
     "require_caller",
     "require_roles",
+    "require_scope",
     "require_service",
     "route_access",
 ]
@@ -77,6 +92,9 @@ def record_allow(
                 "relayshop.auth.decision": "allow",
                 "enduser.id": principal.sub,
                 "enduser.role": ",".join(principal.roles),
+                "relayshop.token.aud": ",".join(principal.audience),
+                "relayshop.token.scope": principal.scope,
+                "relayshop.token.act": ",".join(principal.actors),
             }
         )
 
@@ -88,8 +106,8 @@ def record_denial(
     token_rejected: bool = False,
     span: trace.Span | None = None,
 ) -> None:
-    """Note a refusal. Call it where a rule refuses without raising here, e.g. the 404 a
-    stranger gets for someone else's order: ``record_denial("not_owner")``."""
+    """Note a refusal. Call it where a rule refuses without raising here (owned_or_staff does,
+    for the 404 a stranger gets for someone else's order)."""
     (TOKEN_REJECTIONS if token_rejected else ACCESS_DENIALS).labels(check, reason).inc()
     span = span or trace.get_current_span()
     if span.is_recording():
@@ -146,7 +164,6 @@ async def get_principal(
             InsufficientScope("A service token cannot act as a user.", reason="service_as_user"),
             "service",
         )
-    request.state.principal = principal
     record_allow(principal)
     return principal
 
@@ -169,30 +186,64 @@ class AccessRule:
     roles: frozenset[str] | None = None  # the user's roles allowed; None: any signed-in user
     callers: frozenset[str] | None = None  # an internal operation: the calling services allowed
     service_only: bool = False  # a system operation: a listed service's own token, no user
+    scope: str | None = None  # the scope the user's token must carry (scopes.py)
 
     def openapi(self) -> dict[str, Any]:
         if self.service_only:
             return {"service_token_of": sorted(self.callers or ())}
         access: dict[str, Any] = {"roles": sorted(self.roles) if self.roles else "any"}
+        if self.scope is not None:
+            access["scope"] = self.scope
         if self.callers is not None:
             access["via"] = sorted(self.callers)
         return access
 
 
-def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+def _check_scope(user: Principal, scope: str | None, check: str) -> None:
+    if scope is not None and not has_scope(user.scope, scope):
+        raise _refuse(
+            InsufficientScope(
+                f"This needs the scope {scope}; the token has: {user.scope or 'none'}.",
+                reason="scope",
+                scope=scope,
+            ),
+            check,
+        )
+
+
+def _check_roles(user: Principal, allowed: frozenset[str], check: str) -> None:
+    if not user.has_any_role(allowed):
+        raise _refuse(
+            InsufficientScope(
+                f"This needs one of the roles: {', '.join(sorted(allowed))}.", reason="role"
+            ),
+            check,
+        )
+
+
+def require_roles(
+    *roles: str, scope: str | None = None
+) -> Callable[[Principal], Awaitable[Principal]]:
+    """The user's roles (any of them) and, given, the token's scope."""
     allowed = frozenset(roles)
 
     async def check(user: CurrentUser) -> Principal:
-        if not user.has_any_role(allowed):
-            raise _refuse(
-                InsufficientScope(
-                    f"This needs one of the roles: {', '.join(sorted(allowed))}.", reason="role"
-                ),
-                "service",
-            )
+        _check_roles(user, allowed, "service")  # what the user may do, then what the token may
+        _check_scope(user, scope, "service")
         return user
 
-    check.access = AccessRule(roles=allowed)  # type: ignore[attr-defined]
+    check.access = AccessRule(roles=allowed, scope=scope)  # type: ignore[attr-defined]
+    return check
+
+
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Any signed-in role, with ``scope`` in the token."""
+
+    async def check(user: CurrentUser) -> Principal:
+        _check_scope(user, scope, "service")
+        return user
+
+    check.access = AccessRule(scope=scope)  # type: ignore[attr-defined]
     return check
 
 
@@ -209,7 +260,6 @@ async def get_calling_service(request: Request) -> Principal:
             InsufficientScope("The service token is not a service's token.", reason="caller"),
             "internal_caller",
         )
-    request.state.caller = principal
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute("relayshop.caller", principal.client_id)
@@ -220,9 +270,12 @@ CallingService = Annotated[Principal, Depends(get_calling_service)]
 
 
 def require_caller(
-    *, services: Iterable[str], roles: Iterable[str]
+    *, services: Iterable[str], roles: Iterable[str], scope: str | None = None
 ) -> Callable[..., Awaitable[Principal]]:
-    """An internal operation: the user's roles AND the calling service, both checked here."""
+    """An internal operation: the user's roles and scope AND the calling service, all checked
+    here. A user token that was exchanged (it has an ``act`` chain, RFC 8693 section 4.1) must
+    have been exchanged by the very service calling with it: a token another service obtained
+    cannot be replayed beside this caller's own identity."""
     allowed_services, allowed_roles = frozenset(services), frozenset(roles)
 
     async def check(user: CurrentUser, caller: CallingService) -> Principal:
@@ -233,19 +286,41 @@ def require_caller(
                 ),
                 "internal_caller",
             )
-        if not user.has_any_role(allowed_roles):
+        if user.actors and user.actors[0] != caller.client_id and not _self_exchanged(user):
             raise _refuse(
                 InsufficientScope(
-                    f"This needs one of the roles: {', '.join(sorted(allowed_roles))}.",
-                    reason="role",
+                    "The user's token was exchanged by another service than the caller.",
+                    reason="actor",
                 ),
                 "internal_caller",
             )
+        _check_roles(user, allowed_roles, "internal_caller")
+        _check_scope(user, scope, "internal_caller")
         record_allow(user, check="internal_caller")
         return user
 
-    check.access = AccessRule(roles=allowed_roles, callers=allowed_services)  # type: ignore[attr-defined]
+    check.access = AccessRule(roles=allowed_roles, callers=allowed_services, scope=scope)  # type: ignore[attr-defined]
     return check
+
+
+def _self_exchanged(user: Principal) -> bool:
+    """The nearest actor obtained the token for its own audience: the gateway exchanging a
+    trusted issuer's token for a relayshop user token, which then travels as a signed-in user's
+    does (relayed unchanged, in relay mode). It was not exchanged for a hop, so its act names no
+    caller. A token exchanged for a hop is addressed to that hop alone, never to its actor."""
+    return f"urn:relayshop:{user.actors[0]}" in user.audience  # no lookup: any name is safe
+
+
+def owned_or_staff(owner_sub: str, user: Principal, *, staff: Collection[str]) -> bool:
+    """Whether ``user`` may act on a row owned by ``owner_sub``: its owner, or a user with one of
+    the ``staff`` roles (roles.STAFF_READERS to read). The route's rule already let the user in;
+    this is the check of the row itself. A refusal is recorded as "not_owner", on the trace and in
+    the metrics; the caller answers it, usually with the 404 of an unknown id, so that a stranger
+    learns nothing, not even that the id exists."""
+    if owner_sub == user.sub or user.has_any_role(staff):
+        return True
+    record_denial("not_owner")
+    return False
 
 
 # ---- system operations: a service acting on its own behalf, no user present ------------------
@@ -285,7 +360,6 @@ def require_service(*, services: Iterable[str]) -> Callable[..., Awaitable[Princ
                 ),
                 "system_caller",
             )
-        request.state.caller = principal
         record_allow(principal, check="system_caller")
         return principal
 

@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .catalogue import AUTH, SERVICES, Service, service
+from .issuers import TrustedIssuers
 
 # What a service uses; the rest is this module's own business.
 __all__ = [
@@ -71,9 +72,14 @@ class PlatformSettings(BaseSettings):
     # it is false, and Alembic is never imported by the serving process: ~10 MB less per service.
     migrate_on_start: bool = True
 
-    # What a valid access token must say (RFC 9068 section 4).
+    # What a valid access token must say (RFC 9068 section 4): this issuer, and this service's
+    # own audience among its aud (the ``audience`` property, from the catalogue).
     issuer: str = "http://localhost:8000/auth"
-    audience: str = "relayshop"
+    # How a user's token travels past the gateway (docs/architecture.md, "Two token modes"):
+    # exchange: each hop exchanges the token it received for one addressed to the next hop alone
+    #           (RFC 8693), so a token taken from one service works nowhere else;
+    # relay:    the user's token carries every audience and is relayed unchanged (TokenRelay).
+    token_mode: Literal["exchange", "relay"] = "exchange"
     leeway_seconds: int = 5
     # Auth issues access tokens for this long; every hop refuses one whose exp - iat exceeds it
     # (plus the leeway), and keeps none in its verified-token cache for longer. Short-lived
@@ -118,6 +124,9 @@ class PlatformSettings(BaseSettings):
         default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
         validate_default=True,
     )
+    # Other identity providers whose access tokens are accepted (issuers.py says what each entry
+    # means and how such a token is checked). A JSON list; empty: only auth's own tokens.
+    trusted_issuers: TrustedIssuers = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -146,6 +155,11 @@ class PlatformSettings(BaseSettings):
             raise KeyError(
                 f"{self.service_name} does not call {name} (see the service catalogue's calls)"
             ) from None
+
+    @property
+    def audience(self) -> str:
+        """The audience a token must name to be accepted here: ``urn:relayshop:<service>``."""
+        return f"urn:relayshop:{self.service_name}"
 
     @property
     def effective_database_url(self) -> str:

@@ -5,14 +5,21 @@ The checks follow RFC 8725 (JWT best current practices) and RFC 9068 (JWT access
 - ``typ`` must be ``at+jwt`` (9068 section 4), so an ID token or other JWT is not accepted as one;
 - ``kid`` selects a key from the configured JWKS; ``jku``, ``x5u``, ``jwk`` and ``x5c`` are refused
   rather than followed (8725 3.10), and unknown ``crit`` extensions are refused (RFC 7515 4.1.11);
-- ``iss``, ``aud`` (a single string, strictly), ``exp``, ``iat``, ``nbf`` with a small leeway, and
-  the required claims of RFC 9068 section 2.2, are checked by PyJWT;
+- ``iss``, ``exp``, ``iat``, ``nbf`` with a small leeway, and the required claims of RFC 9068
+  section 2.2, are checked by PyJWT;
+- ``aud`` (a string or an array, RFC 7519 4.1.3) must contain this service's own audience,
+  ``urn:relayshop:<service>`` (RFC 9068 section 4): a token addressed to orders is refused at
+  inventory and payments, however valid it is otherwise;
+- ``act`` (RFC 8693 section 4.1, the services a token was exchanged by, nested) and
+  ``derived_from`` (the ``jti`` of every token it was exchanged from) are read, so a route can see
+  who acts for the user and a revocation of the original token reaches its derivatives;
 - every claim must then have its registered type and a sane shape, or the token is refused: a
   ``sub`` of ``null``, ``true``, ``""`` or ``"x' OR '1'='1"`` is never turned into an identity,
   even under a valid signature (RFC 8725 section 3.10: do not trust received claims);
 - ``exp - iat`` may not exceed the configured access-token lifetime (plus leeway): a validly
   signed token that claims to live for a year came from a misconfigured or compromised issuer;
-- revocation (revoked ``jti``, per-user not-before) is checked on every call, cached or not.
+- revocation (revoked ``jti`` or ``derived_from``, per-user not-before) is checked on every call,
+  cached or not.
 
 Verified tokens are cached (bounded in number, and never past ``exp`` nor past the maximum
 lifetime from the moment they were cached) so that the second sight of a token costs a
@@ -24,6 +31,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +46,7 @@ from jwt.exceptions import (
     MissingRequiredClaimError,
     PyJWTError,
 )
+from jwt.types import Options
 
 from .errors import InvalidToken
 
@@ -57,9 +66,18 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
+# An exchanged token's act chain and derived_from list grow by one per hop (gateway -> orders ->
+# payments -> inventory is three): far more than that is a forged or runaway token.
+MAX_CHAIN = 8
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who the token speaks for. ``is_service`` marks a client_credentials token."""
+    """Who the token speaks for. ``is_service`` marks a client_credentials token.
+
+    ``actors``: the act chain, nearest first (the service that exchanged this token, then the one
+    before it...); empty for a token nobody exchanged. ``derived_from``: the ``jti`` of each
+    token this one was exchanged from, oldest first."""
 
     sub: str
     roles: tuple[str, ...]
@@ -69,12 +87,15 @@ class Principal:
     iat: int
     sid: str | None = None
     client_id: str | None = None
+    audience: tuple[str, ...] = ()
+    actors: tuple[str, ...] = ()
+    derived_from: tuple[str, ...] = ()
 
     @property
     def is_service(self) -> bool:
         return SERVICE_ROLE in self.roles
 
-    def has_any_role(self, roles: set[str] | frozenset[str] | tuple[str, ...]) -> bool:
+    def has_any_role(self, roles: Collection[str]) -> bool:
         return any(role in roles for role in self.roles)
 
 
@@ -111,7 +132,9 @@ class TokenVerifier:
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str, audience: str | None = None) -> Principal:
+        """The token's principal, or InvalidToken. ``audience``: the one to require instead of
+        this service's own (auth checks a subject token against the exchanging client's)."""
         if len(token) > self._max_bytes:
             raise InvalidToken("oversized", "The access token is too large.")
         cached = self._cache.get(token)
@@ -121,6 +144,10 @@ class TokenVerifier:
         else:
             principal = await self._verify_signed(token)
             self._remember(token, principal)
+        # RFC 7519 4.1.3 and RFC 9068 section 4: refuse a token whose aud does not name us. Checked
+        # here rather than by PyJWT so that one cached verification serves any audience asked for.
+        if (audience or self._audience) not in principal.audience:
+            raise InvalidToken("audience", "The access token is for another audience.")
         if self.revocations is not None:
             self.revocations.check(principal)
         return principal
@@ -154,30 +181,10 @@ class TokenVerifier:
         key = await self._keys.get(kid)
         if key is None:
             raise InvalidToken("unknown_key", "The token is signed with an unknown key.")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=list(ALLOWED_ALGORITHMS),
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
-            )
-        except ExpiredSignatureError:
-            raise InvalidToken("expired", "The access token has expired.") from None
-        except (ImmatureSignatureError, InvalidIssuedAtError):
-            raise InvalidToken("not_yet_valid", "The access token is not valid yet.") from None
-        except InvalidAudienceError:
-            raise InvalidToken("audience", "The access token is for another audience.") from None
-        except InvalidIssuerError:
-            raise InvalidToken("issuer", "The access token has an unknown issuer.") from None
-        except MissingRequiredClaimError as exc:
-            raise InvalidToken("missing_claim", f"The access token lacks '{exc.claim}'.") from None
-        except InvalidSignatureError:
-            raise InvalidToken("signature", "The access token's signature is invalid.") from None
-        except PyJWTError:
-            raise InvalidToken("malformed", "The access token could not be read.") from None
+        # aud is required here and compared in verify(), against the audience asked for.
+        claims = decode_claims(
+            token, key, issuer=self._issuer, leeway=self._leeway, require=REQUIRED_CLAIMS
+        )
         principal = principal_from_claims(claims)
         # No standard caps a JWT's lifetime (RFC 7519 4.1.4); we do, at every hop, so a token
         # minted for far longer than auth ever issues (a compromised or misconfigured issuer)
@@ -187,6 +194,47 @@ class TokenVerifier:
         return principal
 
 
+def decode_claims(
+    token: str,
+    key: Any,
+    *,
+    issuer: str,
+    leeway: float,
+    require: list[str],
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """PyJWT's signature and registered-claim checks (RS256 only), each failure turned into
+    InvalidToken with its reason word. ``audience``: checked here when given (string or list
+    ``aud`` containing it, RFC 7519 4.1.3); otherwise only required, for the caller to judge."""
+    # verify_aud off only when no audience is given: aud is still required, the caller judges it.
+    options: Options = {"require": require, "verify_aud": audience is not None}
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(ALLOWED_ALGORITHMS),
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options=options,
+        )
+    except ExpiredSignatureError:
+        raise InvalidToken("expired", "The access token has expired.") from None
+    except (ImmatureSignatureError, InvalidIssuedAtError):
+        raise InvalidToken("not_yet_valid", "The access token is not valid yet.") from None
+    except InvalidAudienceError:
+        raise InvalidToken("audience", "The access token is for another audience.") from None
+    except InvalidIssuerError:
+        raise InvalidToken("issuer", "The access token has an unknown issuer.") from None
+    except MissingRequiredClaimError as exc:
+        raise InvalidToken("missing_claim", f"The access token lacks '{exc.claim}'.") from None
+    except InvalidSignatureError:
+        raise InvalidToken("signature", "The access token's signature is invalid.") from None
+    except PyJWTError:
+        raise InvalidToken("malformed", "The access token could not be read.") from None
+    return claims
+
+
 def _is_identifier(value: Any) -> bool:
     return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
 
@@ -194,6 +242,29 @@ def _is_identifier(value: Any) -> bool:
 def _is_numeric_date(value: Any) -> bool:
     # RFC 7519 section 2: a JSON number of seconds. bool is an int in Python: refuse it explicitly.
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _actors(act: Any) -> tuple[str, ...] | None:
+    """RFC 8693 4.1: ``{"sub": "orders", "act": {"sub": "gateway"}}`` -> ("orders", "gateway");
+    None when the claim is not such a chain of identifiers."""
+    chain: list[str] = []
+    while act is not None:
+        if not isinstance(act, dict) or not _is_identifier(act.get("sub")):
+            return None
+        if len(chain) >= MAX_CHAIN or set(act) - {"sub", "act"}:
+            return None
+        chain.append(act["sub"])
+        act = act.get("act")
+    return tuple(chain)
+
+
+def _audiences(aud: Any) -> tuple[str, ...] | None:
+    values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(values, list) or not values or len(values) > 32:
+        return None
+    if not all(isinstance(value, str) and 0 < len(value) <= 255 for value in values):
+        return None
+    return tuple(values)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -207,6 +278,17 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     scope: Any = claims.get("scope", "")
     roles: Any = claims.get("roles", [])
     sid: Any = claims.get("sid")
+    audience = _audiences(claims.get("aud"))
+    actors = _actors(claims.get("act"))
+    derived: Any = claims.get("derived_from", [])
+    if (
+        audience is None
+        or actors is None
+        or not isinstance(derived, list)
+        or len(derived) > MAX_CHAIN
+        or not all(_is_identifier(jti) for jti in derived)
+    ):
+        raise InvalidToken("claims", "The access token has claims of the wrong type.")
     if (
         not _is_identifier(sub)
         or not _is_identifier(jti)
@@ -229,4 +311,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         iat=int(iat),
         sid=sid,
         client_id=client_id,
+        audience=audience,
+        actors=actors,
+        derived_from=tuple(derived),
     )

@@ -42,7 +42,7 @@ from .settings import PlatformSettings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-log = logging.getLogger("relayshop.tracing")
+log = logging.getLogger(__name__)
 # Spans reach the file this soon after they end (the SDK's default is 5 s): `make demo` prints a
 # trace right after the request. OTEL_BSP_SCHEDULE_DELAY still overrides it.
 FILE_FLUSH_MILLIS = 500

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
-from relayshop_platform.catalogue import CATALOGUE, SERVICE_CLIENTS
+from relayshop_platform.catalogue import AUTH, CATALOGUE, GATEWAY, SERVICE_CLIENTS, audience_of
 from relayshop_platform.settings import PlatformSettings
 
 # The services that may ask for a client_credentials token (RFC 6749 section 4.4): the catalogue's.
@@ -60,6 +60,21 @@ class AuthSettings(PlatformSettings):
     redis_timeout_seconds: float = 2.0
 
     @property
+    def audience(self) -> str:
+        """Auth's own bearer-token endpoints (userinfo, logout, the admin operations) take the
+        user's token as signed in, through the gateway: the front door's audience. Auth is the
+        token service, not a resource behind it (RFC 8693 section 1: a security token service)."""
+        return audience_of(GATEWAY)
+
+    def user_token_audience(self) -> str | list[str]:
+        """The ``aud`` of a signed-in user's token. Exchange mode: the gateway alone (each hop
+        behind it gets a token exchanged for it). Relay mode: every service that verifies
+        tokens, since the one token travels to all of them (the TokenRelay pattern)."""
+        if self.token_mode == "relay":
+            return [s.audience for s in CATALOGUE if s.name != AUTH]
+        return audience_of(GATEWAY)
+
+    @property
     def key_directory(self) -> Path:
         return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
 
@@ -101,3 +116,8 @@ class AuthSettings(PlatformSettings):
                 "set RELAYSHOP_SEED_DEMO_USERS=false"
             )
         return self
+
+
+def get_settings() -> AuthSettings:
+    """Fresh settings from the environment (read once per app, in create_app)."""
+    return AuthSettings()

@@ -36,7 +36,7 @@ from jwt.algorithms import RSAAlgorithm
 
 ALGORITHM = "RS256"
 METADATA_FILE = "keys.json"
-log = logging.getLogger("auth.keys")
+log = logging.getLogger(__name__)
 
 
 @dataclass

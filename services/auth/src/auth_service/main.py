@@ -10,10 +10,8 @@ instead of fetching its own JWKS over HTTP.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
+import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,7 +19,8 @@ from relayshop_platform.app import create_service_app
 from relayshop_platform.revocation import RevocationStore
 from sqlmodel import SQLModel
 
-from .config import AuthSettings
+from .config import AuthSettings, get_settings
+from .federation import create_external_verifier
 from .keys import KeyStore
 from .oauth import install_oauth_error_handler
 from .passwords import Passwords
@@ -30,11 +29,17 @@ from .routes import discovery, keys, revocation, token, userinfo
 from .seed import seed
 from .throttle import LoginThrottle
 
-log = logging.getLogger("auth")
+log = logging.getLogger(__name__)
 
 
-def create_app() -> FastAPI:
-    settings = AuthSettings()  # fresh on every call: tests change the environment
+def create_app(
+    settings: AuthSettings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app, built from ``settings`` (the environment's by default); ``http_transport``
+    replaces the network for the calls out (tests)."""
+    settings = settings or get_settings()
     key_store = KeyStore(
         settings.key_directory,
         grace_seconds=settings.access_token_ttl_seconds + settings.leeway_seconds,
@@ -57,12 +62,22 @@ def create_app() -> FastAPI:
             window_seconds=settings.login_failure_window_seconds,
         )
         app.state.passwords = await Passwords.create()
+        # RELAYSHOP_TRUSTED_ISSUERS: whose tokens the gateway may exchange here (federation.py).
+        app.state.external_issuers = create_external_verifier(settings, app.state.http)
         async with app.state.sessionmaker() as db:
             await seed(db, settings)
         # Answer bearer requests only once the revocation mirror is in sync (it refuses with
         # 503 until then); do not hang forever if Redis is down: /readyz reports it.
         if not await app.state.revocations.wait_synced(3.0):
             log.warning("revocation mirror not in sync yet (Redis unreachable?)")
+
+    async def on_shutdown(app: FastAPI) -> None:
+        external = getattr(app.state, "external_issuers", None)
+        if external is not None:
+            await external.stop()
+        redis = getattr(app.state, "redis", None)
+        if redis is not None:
+            await redis.aclose()
 
     app = create_service_app(
         settings,
@@ -72,6 +87,8 @@ def create_app() -> FastAPI:
         metadata=SQLModel.metadata,
         migrations="auth_service:migrations",
         on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        http_transport=http_transport,
         local_keys=key_store,
         openapi_tags=[
             {"name": "auth", "description": "Tokens, sessions and revocation."},
@@ -89,22 +106,4 @@ def create_app() -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
         allow_credentials=False,
     )
-    _close_redis_on_shutdown(app)
     return app
-
-
-def _close_redis_on_shutdown(app: FastAPI) -> None:
-    """create_service_app has a startup hook but no shutdown hook: wrap its lifespan."""
-    platform_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        async with platform_lifespan(app_) as state:
-            try:
-                yield state
-            finally:
-                redis = getattr(app_.state, "redis", None)
-                if redis is not None:
-                    await redis.aclose()
-
-    app.router.lifespan_context = lifespan

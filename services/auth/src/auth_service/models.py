@@ -80,6 +80,7 @@ class TokenResponse(BaseModel):
     """RFC 6749 section 5.1 (the token endpoint's 200 answer)."""
 
     access_token: str
+    issued_token_type: str | None = None  # RFC 8693 section 2.2.1, token exchange only
     token_type: str = "Bearer"
     expires_in: int
     refresh_token: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import secrets
 import sys
 
@@ -47,6 +48,8 @@ _hasher = PasswordHash((Argon2Hasher(memory_cost=19 * 1024, time_cost=2, paralle
 class Passwords:
     def __init__(self, dummy_hash: str) -> None:
         self._dummy_hash = dummy_hash
+        # SHA-256 of (stored hash, client secret) pairs that verified: see verify_client_secret.
+        self._verified_clients: set[bytes] = set()
 
     @classmethod
     async def create(cls) -> Passwords:
@@ -56,6 +59,26 @@ class Passwords:
         """True only if the account exists and the password matches; same cost either way."""
         matches = await verify_password(password, password_hash or self._dummy_hash)
         return matches and password_hash is not None
+
+    # A service authenticates at every token request, a token exchange on each new user token
+    # included: argon2 each time would cost a core for nothing. A client secret is a long random
+    # value, not a human's password, so a fast hash of it is safe to keep (the reason refresh
+    # tokens are stored as SHA-256, tokens.py). The stored hash is part of the key, so a changed
+    # secret is verified afresh. Only successes are remembered, in memory only.
+    def remembered_client(self, secret: str, secret_hash: str) -> bool:
+        """True when this very secret already verified against this stored hash."""
+        return _pair(secret, secret_hash) in self._verified_clients
+
+    async def verify_client_secret(self, secret: str, secret_hash: str | None) -> bool:
+        """verify_or_dummy for a service's client secret, remembered once it matched."""
+        valid = await self.verify_or_dummy(secret, secret_hash)
+        if valid and secret_hash is not None and len(self._verified_clients) < 1024:
+            self._verified_clients.add(_pair(secret, secret_hash))
+        return valid
+
+
+def _pair(secret: str, secret_hash: str) -> bytes:
+    return hashlib.sha256(f"{secret_hash}\n{secret}".encode()).digest()
 
 
 async def hash_password(password: str) -> str:

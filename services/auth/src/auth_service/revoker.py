@@ -22,9 +22,9 @@ class Revoker:
         await self._store.revoke_jti(jti, exp)
         self._mirror.revoked_jti[jti] = float(exp)
 
-    async def revoke_user(self, sub: str) -> None:
-        """Every token of ``sub`` issued before now stops working (its "not before")."""
-        nbf = await self._store.revoke_user(sub)
+    async def revoke_user(self, sub: str, not_before: int | None = None) -> None:
+        """Every token of ``sub`` issued before ``not_before`` (default: now) stops working."""
+        nbf = await self._store.revoke_user(sub, not_before)
         self._mirror.not_before[sub] = max(nbf, self._mirror.not_before.get(sub, 0))
 
     async def keys_changed(self) -> None:

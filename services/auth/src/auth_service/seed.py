@@ -22,7 +22,7 @@ from .config import AuthSettings
 from .models import Client, RefreshToken, User
 from .passwords import hash_password, verify_password
 
-log = logging.getLogger("auth.seed")
+log = logging.getLogger(__name__)
 
 DEMO_USERS = (
     ("alice", "alice-password", "customer"),

@@ -55,7 +55,7 @@ async def issue_tokens(
     access = mint_access_token(
         keys,
         issuer=settings.issuer,
-        audience=settings.audience,
+        audience=settings.user_token_audience(),
         ttl_seconds=settings.access_token_ttl_seconds,
         sub=user.id,
         roles=user.role_list,

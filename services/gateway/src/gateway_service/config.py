@@ -56,7 +56,7 @@ class GatewaySettings(PlatformSettings):
 
 
 def get_settings() -> GatewaySettings:
-    # Not cached: every create_app() reads the environment afresh (tests start several gateways).
+    """Fresh settings from the environment (read once per app, in create_app)."""
     return GatewaySettings()
 
 

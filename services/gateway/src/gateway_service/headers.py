@@ -99,8 +99,11 @@ def upstream_headers(
     client_ip: str | None,
     scheme: str,
     request_id: str,
+    authorization: str | None = None,
 ) -> list[tuple[str, str]]:
-    """The headers to send upstream, from the ASGI request headers (lower-case bytes)."""
+    """The headers to send upstream, from the ASGI request headers (lower-case bytes).
+    ``authorization``: the value to send instead of the client's (a token exchanged for the
+    upstream service)."""
     connection_named = _connection_named(raw)
     forwarded_for = ""
     host = ""
@@ -112,6 +115,9 @@ def upstream_headers(
                 forwarded_for = raw_value.decode("latin-1")
             elif name == "host":
                 host = raw_value.decode("latin-1")
+            continue
+        if name == "authorization" and authorization is not None:
+            headers.append((name, authorization))
             continue
         headers.append((name, raw_value.decode("latin-1")))
     # X-Forwarded-For: append the address we saw. Earlier entries came from the client and are

@@ -4,7 +4,8 @@
     GatewayASGI ---------|                                  to the service (proxy.py)
                          `-> FastAPI  /healthz, /readyz, /docs, /redoc,
                                       GET /api/orders/{id}/summary,
-                                      the console: / and /static (page), /bff/* (its session)
+                                      the console: / and /static (page), /bff/* (its session),
+                                      /console/oidc/* (its sign-in at a trusted issuer)
 
 The FastAPI app (create_service_app: errors, request ids, tracing, verifier, revocation mirror)
 serves the gateway's own routes and owns the lifespan; the proxy path bypasses the framework for
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from fastapi import APIRouter, FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -24,8 +26,10 @@ from relayshop_platform.tracing import UNTRACED_PATHS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import GatewaySettings, get_settings
+from .edge import Edge
+from .federation import EdgeFederation, start_federation, stop_federation
 from .proxy import Proxy, upstream_session_lifespan
-from .routes import bff, console, health, summary
+from .routes import bff, console, health, oidc, summary
 
 # The one /api path the gateway answers itself instead of proxying.
 _SUMMARY = re.compile(r"/api/orders/[^/]+/summary")
@@ -34,10 +38,15 @@ _ids = RandomIdGenerator()
 _TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
 
 
+def is_own_api(method: str, path: str) -> bool:
+    """The /api route the gateway answers itself (routes/summary.py)."""
+    return method in ("GET", "HEAD") and _SUMMARY.fullmatch(path) is not None
+
+
 def is_proxied(method: str, path: str) -> bool:
     if not path.startswith(("/api/", "/auth/")) and path not in ("/api", "/auth"):
         return False
-    return not (method in ("GET", "HEAD") and _SUMMARY.fullmatch(path))
+    return not is_own_api(method, path)
 
 
 class GatewayASGI:
@@ -47,7 +56,9 @@ class GatewayASGI:
 
     def __init__(self, app: FastAPI, settings: GatewaySettings) -> None:
         self.app = app
-        self.proxy: ASGIApp = RequestIdMiddleware(Proxy(settings, app.state))
+        # The one token check at the edge (edge.py): the proxy's, and the console relay's.
+        edge = app.state.edge = Edge(settings, app.state)
+        self.proxy: ASGIApp = RequestIdMiddleware(Proxy(settings, app.state, edge))
         self.trust_client_trace_context = settings.trust_client_trace_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +74,11 @@ class GatewayASGI:
                     **scope,
                     "headers": [(n, v) for n, v in headers if n not in _TRACE_CONTEXT],
                 }
+        if scope["type"] == "http" and is_own_api(scope["method"], scope["path"]):
+            # A trusted issuer's token becomes relayshop's here, as the proxy does (federation.py).
+            federation: EdgeFederation | None = getattr(self.app.state, "federation", None)
+            if federation is not None:
+                scope = await federation.federate_scope(scope)
         if scope["type"] == "http" and is_proxied(scope["method"], scope["path"]):
             await self.proxy(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] in UNTRACED_PATHS:
@@ -76,7 +92,13 @@ class GatewayASGI:
             await self.app(scope, receive, send)
 
 
-def create_app(settings: GatewaySettings | None = None) -> GatewayASGI:
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> GatewayASGI:
+    """The app, built from ``settings`` (the environment's by default); ``http_transport``
+    replaces the network for the calls out (tests)."""
     settings = settings or get_settings()
     app = create_service_app(
         settings,
@@ -91,9 +113,14 @@ def create_app(settings: GatewaySettings | None = None) -> GatewayASGI:
             health.router,  # before the platform's /readyz, so this one answers
             summary.router,
             bff.router,  # the browser console's session (/bff/*)
+            oidc.router,  # its sign-in at a trusted identity provider (/console/oidc/*)
             console.router,  # and its page (/; /static is mounted below)
             APIRouter(lifespan=upstream_session_lifespan(settings)),
         ],
+        # RELAYSHOP_TRUSTED_ISSUERS: other identity providers' tokens accepted at the edge.
+        on_startup=start_federation,
+        on_shutdown=stop_federation,
+        http_transport=http_transport,
     )
     console.mount_static(app)
     return GatewayASGI(app, settings)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from relayshop_platform.errors import InsufficientScope
+from relayshop_platform.roles import Role
 from relayshop_platform.tokens import Principal
 
 ANY_METHOD = "*"
@@ -56,9 +57,9 @@ RULES: tuple[Rule, ...] = (
     internal("/api/inventory/system"),
     internal("/api/payments/system"),
     # The rules of docs/api.md, section 5, that say more than "any signed-in role".
-    rule("PUT", rf"/api/inventory/products/{ID}/stock", frozenset({"warehouse", "admin"})),
-    rule("POST", rf"/api/payments/{ID}/refund", frozenset({"admin"})),
-    rule("POST", r"/api/orders", frozenset({"customer"})),
+    rule("PUT", rf"/api/inventory/products/{ID}/stock", frozenset({Role.WAREHOUSE, Role.ADMIN})),
+    rule("POST", rf"/api/payments/{ID}/refund", frozenset({Role.ADMIN})),
+    rule("POST", r"/api/orders", frozenset({Role.CUSTOMER})),
 )
 
 

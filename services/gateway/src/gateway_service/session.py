@@ -8,6 +8,9 @@ The browser holds one random session id in an HttpOnly cookie; everything else s
     relayshop:bff:lock:<sha256(id)>      held while one request refreshes the tokens
     relayshop:bff:revoked:<sha256(id)>   after logout, the revoked access token, for a few minutes,
                                          so the console can show it refused at every hop
+    relayshop:bff:oidc:<sha256(state)>   a sign-in at a trusted issuer under way (routes/oidc.py):
+                                         the issuer, nonce and PKCE verifier, for 10 minutes
+    relayshop:bff:logout:<sha256(id)>    the issuer's logout URL for one browser, once, 5 minutes
     relayshop:bff:orders                 the last orders placed through the console (id, owner),
                                          so the "someone else's order" button has a real target
 
@@ -55,8 +58,15 @@ class BffSession:
     roles: list[str]
     access_token: str
     access_expires_at: float  # unix time
-    refresh_token: str
+    refresh_token: str  # "" for a sign-in at a trusted issuer: there is none (routes/oidc.py)
     csrf_token: str
+    # A sign-in at a trusted issuer (routes/oidc.py): its issuer, the access token relayshop's
+    # was exchanged from (exchanged again when relayshop's expires) and its expiry, and the ID
+    # token (the id_token_hint of the logout at the issuer). None for a relayshop password.
+    idp: str | None = None
+    idp_access_token: str | None = None
+    idp_expires_at: float | None = None
+    idp_id_token: str | None = None
 
     def expires_within(self, seconds: float) -> bool:
         return self.access_expires_at - time.time() < seconds
@@ -67,12 +77,14 @@ class SessionStore:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
 
-    async def create(self, session: BffSession) -> str:
+    async def create(self, session: BffSession, ttl_seconds: int | None = None) -> str:
+        """Store a new session for ``ttl_seconds`` (at most, and by default, the store's)."""
         session_id = new_secret()
+        ttl = min(ttl_seconds or self.ttl_seconds, self.ttl_seconds)
         await self.redis.set(
             PREFIX + "session:" + _digest(session_id),
             json.dumps(asdict(session)),
-            ex=self.ttl_seconds,
+            ex=max(ttl, 1),
         )
         return session_id
 
@@ -94,6 +106,26 @@ class SessionStore:
     async def delete(self, session_id: str) -> None:
         await self.redis.delete(PREFIX + "session:" + _digest(session_id))
 
+    async def put_once(self, kind: str, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        """Keep ``value`` under a secret ``key`` for one take_once (a sign-in under way, say)."""
+        await self.redis.set(PREFIX + kind + ":" + _digest(key), json.dumps(value), ex=ttl_seconds)
+
+    async def take_once(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The value put_once kept under ``key``, deleted in the same transaction: a second
+        take (a replayed callback) finds nothing."""
+        name = PREFIX + kind + ":" + _digest(key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(name)
+            pipe.delete(name)
+            raw, _ = await pipe.execute()
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     @asynccontextmanager
     async def refresh_lock(self, session_id: str) -> AsyncIterator[None]:
         # timeout: a crashed holder cannot block the session for longer than one auth call.
@@ -102,18 +134,21 @@ class SessionStore:
             yield
 
     # -- demo helpers for the console -------------------------------------------------------
-    async def remember_revoked(self, access_token: str) -> str:
-        """Keep a just-revoked access token (server-side) for the revocation demo; the browser
-        gets an opaque id for it, never the token."""
+    async def remember_revoked(self, tokens: dict[str, str]) -> str:
+        """Keep just-revoked tokens (server-side) for the revocation demo, per hop: the one each
+        hop received. The browser gets an opaque id for them, never a token."""
         demo_id = new_secret()
         await self.redis.set(
-            PREFIX + "revoked:" + _digest(demo_id), access_token, ex=REVOKED_DEMO_SECONDS
+            PREFIX + "revoked:" + _digest(demo_id), json.dumps(tokens), ex=REVOKED_DEMO_SECONDS
         )
         return demo_id
 
-    async def revoked_token(self, demo_id: str) -> str | None:
+    async def revoked_tokens(self, demo_id: str) -> dict[str, str] | None:
         raw = await self.redis.get(PREFIX + "revoked:" + _digest(demo_id))
-        return raw.decode() if isinstance(raw, bytes) else raw
+        if raw is None:
+            return None
+        tokens: dict[str, str] = json.loads(raw)
+        return tokens
 
     async def remember_order(self, order_id: str, owner: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
 
-from .config import get_settings
+from .config import InventorySettings, get_settings
 from .expiry import sweeper
 from .routes import products, reservations, system
 from .stock import seed_products
@@ -34,10 +34,15 @@ async def on_startup(app: FastAPI) -> None:
     await seed_products(app.state.sessionmaker)
 
 
-def create_app(http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The app; ``http_transport`` replaces the network for the calls out (tests)."""
+def create_app(
+    settings: InventorySettings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app, built from ``settings`` (the environment's by default); ``http_transport``
+    replaces the network for the calls out (tests)."""
     return create_service_app(
-        get_settings(),
+        settings or get_settings(),
         title="relayshop inventory",
         description="Products, stock, and the stock reservations of the order saga.",
         routers=[products.router, reservations.router, system.router],

@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .models import Product, Reservation, ReservationItemIn, ReservationStatus, utcnow
 
-log = logging.getLogger("inventory.stock")
+log = logging.getLogger(__name__)
 
 HELD, COMMITTED, RELEASED = (
     ReservationStatus.HELD,

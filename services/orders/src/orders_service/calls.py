@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -29,7 +30,10 @@ class OutOfTime(UpstreamTimeout):
 
 
 class Calls:
-    def __init__(self, http: httpx.AsyncClient, auth: httpx.Auth, *, deadline: float) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, auth: Mapping[str, httpx.Auth], *, deadline: float
+    ) -> None:
+        """``auth``: per callee, the tokens to send it (each token is for that callee alone)."""
         self._http = http
         self._auth = auth
         self.deadline = deadline  # time.monotonic() after which nothing more is sent
@@ -41,7 +45,7 @@ class Calls:
         """One attempt. Raises httpx.HTTPError as is (the caller decides what a lost answer
         means), or OutOfTime (an UpstreamError) without sending anything."""
         return await self._http.request(
-            method, url, json=json, auth=self._auth, timeout=self._timeout(service)
+            method, url, json=json, auth=self._auth[service], timeout=self._timeout(service)
         )
 
     async def idempotent(self, service: str, method: str, url: str) -> httpx.Response:

@@ -43,7 +43,7 @@ class OrdersSettings(PlatformSettings):
 
 
 def get_settings() -> OrdersSettings:
-    # Not cached: create_app() reads it once per app, and tests build apps with different env.
+    """Fresh settings from the environment (read once per app, in create_app)."""
     return OrdersSettings()
 
 

@@ -11,15 +11,20 @@ from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
 
-from .config import get_settings
+from .config import OrdersSettings, get_settings
 from .reconciler import reconciler
 from .routes import orders
 
 
-def create_app(http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The app; ``http_transport`` replaces the network for the calls out (tests)."""
+def create_app(
+    settings: OrdersSettings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app, built from ``settings`` (the environment's by default); ``http_transport``
+    replaces the network for the calls out (tests)."""
     return create_service_app(
-        get_settings(),
+        settings or get_settings(),
         title="relayshop orders",
         description=(
             "Places orders (reserve stock at inventory, charge at payments, compensate on "

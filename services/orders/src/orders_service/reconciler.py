@@ -31,9 +31,9 @@ from . import leases
 from .calls import Calls
 from .config import OrdersSettings
 from .models import Order, OrderStatus
-from .saga import OrderSaga, Routes
+from .saga import CALLEES, OrderSaga, Routes
 
-log = logging.getLogger("relayshop.orders.reconciler")
+log = logging.getLogger(__name__)
 CONCURRENCY = 8  # orders recovered at once: a slow neighbour must not stall the whole round
 
 
@@ -44,7 +44,9 @@ async def reconcile_once(app: FastAPI) -> int:
         order_ids = await leases.expired(session, settings.reconcile_batch_size)
     if not order_ids:
         return 0
-    auth = ServiceAuth(await app.state.service_tokens.token())
+    # Our own token for each callee (no user is present): each is accepted by its callee only.
+    tokens = app.state.service_tokens
+    auth = {callee: ServiceAuth(await tokens.token(callee)) for callee in CALLEES}
     routes = Routes(settings.url("inventory"), settings.url("payments"), system=True)
     limit = asyncio.Semaphore(CONCURRENCY)
 
@@ -57,7 +59,11 @@ async def reconcile_once(app: FastAPI) -> int:
 
 
 async def _recover(
-    app: FastAPI, order_id: str, auth: ServiceAuth, routes: Routes, lease_seconds: float
+    app: FastAPI,
+    order_id: str,
+    auth: dict[str, ServiceAuth],
+    routes: Routes,
+    lease_seconds: float,
 ) -> bool:
     async with app.state.sessionmaker() as session:
         taken = await leases.take(session, order_id, lease_seconds)

@@ -35,10 +35,12 @@ from relayshop_platform.relay import never_sent, upstream_error
 from .calls import Calls, OutOfTime
 from .models import Order, OrderStatus, Payment, Reservation, utcnow
 
-log = logging.getLogger("relayshop.orders.saga")
+log = logging.getLogger(__name__)
 
 Answer = TypeVar("Answer", bound=BaseModel)
 NO_PAYMENT = "NONE"
+# The services the saga calls, each with tokens of its own (calls.Calls takes one auth per callee).
+CALLEES = ("inventory", "payments")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
 from sqlmodel import SQLModel
 
-from .config import get_settings
+from .config import PaymentsSettings, get_settings
 from .provider import SimulatedProvider
 from .routes import charges, payments, system
 
@@ -29,10 +29,15 @@ async def on_startup(app: FastAPI) -> None:
     app.state.provider = SimulatedProvider()
 
 
-def create_app(http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The app; ``http_transport`` replaces the network for the calls out (tests)."""
+def create_app(
+    settings: PaymentsSettings | None = None,
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The app, built from ``settings`` (the environment's by default); ``http_transport``
+    replaces the network for the calls out (tests)."""
     return create_service_app(
-        get_settings(),
+        settings or get_settings(),
         title="relayshop payments",
         description="Charges each order once (simulated processor), then commits its stock.",
         routers=[charges.router, system.router, payments.router],

@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from relayshop_platform.relay import EXCHANGE_GRANT
+from relayshop_platform.scopes import USER_SCOPES
 
 from ..deps import Keys, Settings
-from ..grants import USER_SCOPES
 from ..keys import ALGORITHM
 
 router = APIRouter(prefix="/auth/.well-known", tags=["discovery"])
@@ -28,7 +29,12 @@ async def openid_configuration(settings: Settings) -> JSONResponse:
         "token_endpoint": f"{issuer}/token",
         "revocation_endpoint": f"{issuer}/revoke",
         "userinfo_endpoint": f"{issuer}/userinfo",
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "password",
+            "refresh_token",
+            "client_credentials",
+            EXCHANGE_GRANT,
+        ],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "scopes_supported": list(USER_SCOPES),

@@ -19,6 +19,7 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from redis.exceptions import RedisError
 from relayshop_platform.errors import Conflict, NotFound, UpstreamUnavailable
+from relayshop_platform.roles import Role
 from relayshop_platform.security import require_roles
 
 from ..deps import Keys, RevokerDep, Settings
@@ -27,9 +28,9 @@ from ..models import SigningKeys
 from ..revoker import Revoker
 
 router = APIRouter(
-    prefix="/auth/admin/keys", tags=["admin"], dependencies=[Depends(require_roles("admin"))]
+    prefix="/auth/admin/keys", tags=["admin"], dependencies=[Depends(require_roles(Role.ADMIN))]
 )
-log = logging.getLogger("auth.keys")
+log = logging.getLogger(__name__)
 
 
 @router.post("/rotate", response_model=SigningKeys, summary="Make a new signing key current")

@@ -3,7 +3,8 @@
     POST /auth/revoke                      RFC 7009: any token, no bearer; 200 even if unknown
     POST /auth/logout                      this access token and its whole session
     POST /auth/logout-all                  every session of the caller
-    POST /auth/admin/users/{sub}/revoke    every session of another user (admin)
+    POST /auth/admin/users/{sub}/revoke    every session of another user (admin), a trusted
+                                           issuer's user too (by their stable sub)
     POST /auth/password                    change the password, then end every session
 
 Each answers only after Redis has recorded the revocation; when it cannot, the answer is 503,
@@ -13,6 +14,7 @@ never a success that did not happen (docs/api.md, section 6: "refused within one
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import jwt
@@ -22,6 +24,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import InvalidInput, NotFound, RelayshopError, UpstreamUnavailable
+from relayshop_platform.issuers import is_external_sub
+from relayshop_platform.roles import Role
 from relayshop_platform.security import CurrentUser, require_roles
 from relayshop_platform.tokens import ALLOWED_ALGORITHMS
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -127,10 +131,10 @@ async def _revoke_access_token(
             token,
             key,
             algorithms=list(ALLOWED_ALGORITHMS),
-            audience=settings.audience,
             issuer=settings.issuer,
             leeway=settings.leeway_seconds,
-            options={"require": ["exp", "jti"]},
+            # Any token of ours, whatever its audience: an exchanged one can be revoked too.
+            options={"require": ["exp", "jti"], "verify_aud": False},
         )
     except PyJWTError:
         return  # expired or invalid: it is refused everywhere already
@@ -164,10 +168,20 @@ async def logout_all(user: CurrentUser, db: DbSession, revoker: RevokerDep) -> R
 @router.post(
     "/admin/users/{sub}/revoke",
     status_code=204,
-    dependencies=[Depends(require_roles("admin"))],
+    dependencies=[Depends(require_roles(Role.ADMIN))],
     summary="End every session of a user (admin)",
 )
 async def admin_revoke_user(sub: str, db: DbSession, revoker: RevokerDep) -> Response:
+    if is_external_sub(sub):
+        # A user of a trusted issuer (federation.py): no account or session here, and no list of
+        # the tokens the gateway got for them, so the not-before is the next second. Every token
+        # derived for them so far, this second's included, is refused at every hop; the one from
+        # their issuer cannot be exchanged again. They sign in at their issuer again.
+        try:
+            await revoker.revoke_user(sub, not_before=int(time.time()) + 1)
+        except (RedisError, OSError):
+            raise UpstreamUnavailable(REDIS_DOWN) from None
+        return Response(status_code=204)
     if len(sub) > 36 or await db.get(User, sub) is None:
         raise NotFound("No such user.")
     await _end_every_session(db, revoker, sub)

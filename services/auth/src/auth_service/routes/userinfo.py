@@ -7,17 +7,24 @@ JWT that every hop can read).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import InvalidToken
-from relayshop_platform.security import CurrentUser
+from relayshop_platform.scopes import OPENID
+from relayshop_platform.security import CurrentUser, require_scope
 
 from ..models import User, UserInfo
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.get("/userinfo", response_model=UserInfo, summary="The signed-in user")
+# OpenID Connect Core 5.3: the UserInfo endpoint serves tokens granted the openid scope.
+@router.get(
+    "/userinfo",
+    response_model=UserInfo,
+    summary="The signed-in user",
+    dependencies=[Depends(require_scope(OPENID))],
+)
 async def userinfo(user: CurrentUser, db: DbSession) -> UserInfo:
     account = await db.get(User, user.sub)
     if account is None:

@@ -3,101 +3,72 @@
     POST /bff/login                 username + password -> tokens kept in Redis, a cookie out
     GET  /bff/session               who am I (username, roles) and this session's CSRF token
     POST /bff/logout                revoke the tokens at auth, drop the session, clear the cookie
+                                    (and a link on to the identity provider's logout: oidc.py)
     GET|POST|PUT /bff/api/{path}    relay to /api/{path} with the session's access token
     GET  /bff/trace/{trace_id}      the spans of one of your own requests (the hop inspector)
     GET  /bff/demo/foreign-order    an order id of someone else (for the refusal demo)
     POST /bff/demo/revocation-check the old, revoked token tried at the gateway and every service
 
-Why a BFF (draft-ietf-oauth-browser-based-apps, "Backend For Frontend"): a token that JavaScript
-can read is a token any injected script can steal. Here the tokens never leave the gateway: the
-browser holds only a random session id in a cookie that is HttpOnly (no script can read it),
-Secure (never sent over plain HTTP) and SameSite=Strict (not sent on cross-site requests), named
-with the ``__Host-`` prefix (RFC 6265bis section 4.1.3.2: the browser accepts it only when Secure,
-Path=/ and without Domain, so a sibling subdomain cannot plant or overwrite it).
-
-On plain-HTTP localhost (``make run``) the browser would drop a Secure cookie and refuse the
-``__Host-`` prefix without Secure, so the cookie is ``relayshop_session`` without Secure there, and
-only there. Any other host gets the strict cookie, and a request is only ever read with the cookie
-name its host allows.
-
-CSRF (cross-site request forgery) defence, in layers: SameSite=Strict; every state-changing
-request must come from this origin (Origin and the Fetch Metadata header Sec-Fetch-Site, checked
-first), and must carry X-CSRF-Token equal to this session's token (the synchronizer-token
-pattern; a cross-site form cannot set a custom header). Note that SameSite alone is not enough:
-``http://127.0.0.1:8000`` and ``http://127.0.0.1:9999`` are the *same site*, so a page on another
-port gets the cookie sent along; the origin check is what refuses it.
+The session cookie and the CSRF checks are bff_session.py (why a BFF, and how it defends
+itself, is told there); the calls to auth are bff_auth.py; the token check before a call goes on
+to a service is the proxy's own, edge.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from relayshop_platform.errors import (
-    InsufficientScope,
     InvalidInput,
     NotFound,
-    RelayshopError,
     TokenError,
     UpstreamUnavailable,
 )
 from relayshop_platform.relay import upstream_error
-from relayshop_platform.security import record_allow, record_refusal
-from relayshop_platform.tokens import TokenVerifier
 
 from .. import trace_files
+from ..bff_auth import (
+    fresh_access_token,
+    new_session,
+    revoke_at_auth,
+    token_request,
+    tokens_per_hop,
+)
+from ..bff_session import (
+    PRIVATE,
+    CsrfSession,
+    NotSignedIn,
+    SameOrigin,
+    Session,
+    clear_cookie,
+    cookie_session_id,
+    load_session,
+    private_json,
+    same_origin_only,
+    session_store,
+    session_view,
+    set_cookie,
+    signed_in,
+    signed_in_with_csrf,
+)
 from ..config import GatewaySettings
+from ..edge import Edge
 from ..proxy import routing_table
-from ..rules import check_route
-from ..session import BffSession, SessionStore, new_secret
+from ..session import SessionStore, new_secret
 
-log = logging.getLogger("relayshop.gateway.bff")
-
-SECURE_COOKIE = "__Host-relayshop_session"
-LOCAL_COOKIE = "relayshop_session"
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-CSRF_HEADER = "x-csrf-token"
 # A 128-character username and a 1024-character password, each character up to 12 bytes once
 # JSON escapes it (a surrogate pair, \\ud83d\\ude00): what an honest sign-in can weigh.
 MAX_LOGIN_BODY = 16 * 1024
-# Sent with every BFF answer: it describes one user's session, so no cache may keep it.
-PRIVATE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-class NotSignedIn(RelayshopError):
-    # A cookie session has no standard challenge, so no WWW-Authenticate (unlike a bearer 401).
-    status = 401
-    title = "Unauthorized"
-
-
-class CrossSiteRefused(RelayshopError):
-    status = 403
-    title = "Forbidden"
-
-
-class TooManyAttempts(RelayshopError):
-    status = 429
-    title = "Too Many Requests"
-
-    def __init__(self, detail: str, retry_after: str) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": self.retry_after}
 
 
 @asynccontextmanager
@@ -118,184 +89,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(prefix="/bff", tags=["console"], lifespan=lifespan)
-
-
-# -- the cookie and the checks ------------------------------------------------------------------
-def _is_local(request: Request) -> bool:
-    return request.url.scheme == "http" and (request.url.hostname or "") in LOCAL_HOSTS
-
-
-def _cookie_name(request: Request) -> str:
-    return LOCAL_COOKIE if _is_local(request) else SECURE_COOKIE
-
-
-def _set_cookie(request: Request, response: Response, session_id: str, max_age: int) -> None:
-    response.set_cookie(
-        _cookie_name(request),
-        session_id,
-        max_age=max_age,
-        path="/",  # required by __Host- (and no Domain attribute: host-only)
-        secure=not _is_local(request),
-        httponly=True,
-        samesite="strict",
-    )
-
-
-def _clear_cookie(request: Request, response: Response) -> None:
-    response.delete_cookie(
-        _cookie_name(request),
-        path="/",
-        secure=not _is_local(request),
-        httponly=True,
-        samesite="strict",
-    )
-
-
-def _json(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=PRIVATE)
-
-
-async def same_origin_only(request: Request) -> None:
-    """Refuse a request a browser made on behalf of another site (checked before anything else).
-
-    Sec-Fetch-Site (Fetch Metadata) is set by the browser and cannot be forged by a page; Origin
-    (RFC 6454) covers browsers without it. A client that sends neither is not a browser acting
-    for another site; it still needs the CSRF token for anything that changes state."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site != "same-origin":
-        raise CrossSiteRefused(f"Cross-site request refused (Sec-Fetch-Site: {fetch_site}).")
-    origin = request.headers.get("origin")
-    if origin is not None:
-        host = request.headers.get("host", "")
-        if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
-            raise CrossSiteRefused("Cross-origin request refused (Origin is not this site).")
-
-
-SameOrigin = Depends(same_origin_only)
-
-
-def _store(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.bff_sessions
-    return store
-
-
-def _session_id(request: Request) -> str | None:
-    # Read only the cookie name this host may use: on a real host a plain "relayshop_session"
-    # (which any subdomain could set) is never taken for the __Host- one.
-    value = request.cookies.get(_cookie_name(request))
-    return value if value and len(value) <= 128 else None
-
-
-async def _load(request: Request) -> tuple[str, BffSession]:
-    session_id = _session_id(request)
-    if session_id is None:
-        raise NotSignedIn("Sign in first.")
-    try:
-        session = await _store(request).get(session_id)
-    except RedisError as exc:
-        raise UpstreamUnavailable("The session store is unavailable.") from exc
-    if session is None:
-        raise NotSignedIn("Your session has ended; sign in again.")
-    return session_id, session
-
-
-async def signed_in(request: Request) -> tuple[str, BffSession]:
-    return await _load(request)
-
-
-async def signed_in_with_csrf(request: Request) -> tuple[str, BffSession]:
-    """For state-changing requests: the session AND its CSRF token in X-CSRF-Token."""
-    session_id, session = await _load(request)
-    sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-        raise CrossSiteRefused("Missing or wrong X-CSRF-Token.")
-    return session_id, session
-
-
-Session = Annotated[tuple[str, BffSession], Depends(signed_in)]
-CsrfSession = Annotated[tuple[str, BffSession], Depends(signed_in_with_csrf)]
-
-
-def _view(session: BffSession) -> dict[str, Any]:
-    """What the page may know: never a token, only the CSRF token it must echo back."""
-    return {
-        "signed_in": True,
-        "username": session.username,
-        "sub": session.sub,
-        "roles": session.roles,
-        "csrf_token": session.csrf_token,
-    }
-
-
-# -- talking to auth ---------------------------------------------------------------------------
-async def _token_request(request: Request, form: dict[str, str]) -> dict[str, Any]:
-    settings: GatewaySettings = request.app.state.settings
-    http: httpx.AsyncClient = request.app.state.http
-    client = request.client.host if request.client else None
-    # X-Forwarded-For: auth's sign-in throttle should count this browser, not the gateway.
-    headers = {"X-Forwarded-For": client} if client else {}
-    try:
-        answer = await http.post(settings.token_url, data=form, headers=headers)
-    except httpx.HTTPError as exc:
-        raise upstream_error(exc, "auth") from exc
-    if answer.status_code == 200:
-        body: dict[str, Any] = answer.json()
-        return body
-    if answer.status_code == 429:
-        raise TooManyAttempts(
-            "Too many failed sign-ins; try again later.", answer.headers.get("retry-after", "60")
-        )
-    if answer.status_code in (400, 401):
-        raise NotSignedIn("Wrong username or password, or the session has ended.")
-    raise UpstreamUnavailable(f"The auth service answered {answer.status_code}.")
-
-
-async def _new_session(request: Request, tokens: dict[str, Any], username: str) -> BffSession:
-    verifier: TokenVerifier = request.app.state.verifier
-    # Verified like any token (signature, claims): the roles shown come from a checked token.
-    principal = await verifier.verify(str(tokens["access_token"]))
-    return BffSession(
-        username=username,
-        sub=principal.sub,
-        roles=list(principal.roles),
-        access_token=str(tokens["access_token"]),
-        access_expires_at=time.time() + float(tokens.get("expires_in", 300)),
-        refresh_token=str(tokens.get("refresh_token", "")),
-        csrf_token=new_secret(),
-    )
-
-
-async def _fresh_access_token(request: Request, session_id: str, session: BffSession) -> BffSession:
-    """The session with an access token good for at least the refresh margin (RFC 6749 sec. 6)."""
-    settings: GatewaySettings = request.app.state.settings
-    margin = settings.bff_refresh_margin_seconds
-    if not session.expires_within(margin):
-        return session
-    store = _store(request)
-    try:
-        async with store.refresh_lock(session_id):
-            current = await store.get(session_id)  # another request may have refreshed already
-            if current is None:
-                raise NotSignedIn("Your session has ended; sign in again.")
-            if not current.expires_within(margin):
-                return current
-            try:
-                tokens = await _token_request(
-                    request, {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
-                )
-            except NotSignedIn:
-                await store.delete(session_id)  # refresh token spent, expired or revoked
-                raise
-            renewed = replace(
-                current,
-                access_token=str(tokens["access_token"]),
-                access_expires_at=time.time() + float(tokens.get("expires_in", 300)),
-                refresh_token=str(tokens.get("refresh_token", current.refresh_token)),
-            )
-            await store.save(session_id, renewed)
-            return renewed
-    except RedisError as exc:
-        raise UpstreamUnavailable("The session store is unavailable.") from exc
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -370,14 +163,14 @@ async def login(request: Request) -> JSONResponse:
     username, password = _credentials(
         request.headers.get("content-type", ""), await _read_body(request, MAX_LOGIN_BODY)
     )
-    tokens = await _token_request(
+    tokens = await token_request(
         request, {"grant_type": "password", "username": username, "password": password}
     )
-    session = await _new_session(request, tokens, username)
-    store = _store(request)
+    session = await new_session(request, tokens, username)
+    store = session_store(request)
     try:
         # A new id on every sign-in (no session fixation); a previous session here ends for good.
-        old_id = _session_id(request)
+        old_id = cookie_session_id(request)
         old = await store.get(old_id) if old_id is not None else None
         if old_id is not None:
             await store.delete(old_id)
@@ -385,19 +178,19 @@ async def login(request: Request) -> JSONResponse:
     except RedisError as exc:
         raise UpstreamUnavailable("The session store is unavailable.") from exc
     if old is not None:
-        await _revoke_at_auth(request, old)
-    response = _json(_view(session))
-    _set_cookie(request, response, session_id, store.ttl_seconds)
+        await revoke_at_auth(request, old)
+    response = private_json(session_view(session))
+    set_cookie(request, response, session_id, store.ttl_seconds)
     return response
 
 
 @router.get("/session", summary="Who am I (never a token)", responses=answers(503))
 async def who_am_i(request: Request) -> JSONResponse:
     try:
-        _, session = await _load(request)
+        _, session = await load_session(request)
     except NotSignedIn:
-        return _json({"signed_in": False})
-    return _json(_view(session))
+        return private_json({"signed_in": False})
+    return private_json(session_view(session))
 
 
 @router.post(
@@ -408,37 +201,32 @@ async def who_am_i(request: Request) -> JSONResponse:
 )
 async def logout(request: Request, current: CsrfSession) -> JSONResponse:
     session_id, session = current
-    revoked = await _revoke_at_auth(request, session)
-    store = _store(request)
+    per_hop = await tokens_per_hop(request, session.access_token)  # before they are revoked
+    revoked = await revoke_at_auth(request, session)
+    store = session_store(request)
+    end_session = None
     try:
         await store.delete(session_id)
-        demo_id = await store.remember_revoked(session.access_token) if revoked else None
+        demo_id = await store.remember_revoked(per_hop) if revoked else None
+        if session.idp is not None and session.idp_id_token is not None:
+            # Signed in at a trusted issuer: a one-time link on to its logout (routes/oidc.py);
+            # the ID token it needs stays here, the page gets an opaque id.
+            link = new_secret()
+            ending = {"issuer": session.idp, "id_token": session.idp_id_token}
+            await store.put_once("logout", link, ending, 300)
+            end_session = "/console/oidc/logout?" + urlencode({"id": link})
     except RedisError as exc:
         raise UpstreamUnavailable("The session store is unavailable.") from exc
-    response = _json({"signed_in": False, "revoked": revoked, "revocation_check": demo_id})
-    _clear_cookie(request, response)
+    response = private_json(
+        {
+            "signed_in": False,
+            "revoked": revoked,
+            "revocation_check": demo_id,
+            "end_session": end_session,
+        }
+    )
+    clear_cookie(request, response)
     return response
-
-
-async def _revoke_at_auth(request: Request, session: BffSession) -> bool:
-    """End the session at auth: True when auth confirmed it."""
-    settings: GatewaySettings = request.app.state.settings
-    http: httpx.AsyncClient = request.app.state.http
-    try:
-        # /auth/logout revokes this access token and every refresh token of its session; the
-        # RFC 7009 revoke of the refresh token also ends the session if the access token expired.
-        out = await http.post(
-            f"{settings.auth_url}/auth/logout",
-            headers={"Authorization": f"Bearer {session.access_token}"},
-        )
-        gone = await http.post(
-            f"{settings.auth_url}/auth/revoke",
-            data={"token": session.refresh_token, "token_type_hint": "refresh_token"},
-        )
-    except httpx.HTTPError as exc:
-        log.warning("could not revoke a console session at auth: %r", exc)
-        return False
-    return out.status_code in (204, 401) and gone.status_code == 200
 
 
 ApiPath = Annotated[str, Path(max_length=512, pattern=r"^[A-Za-z0-9._~/-]+$")]
@@ -480,24 +268,19 @@ async def relay(path: ApiPath, request: Request) -> Response:
     if upstream is None:
         raise NotFound("No service serves this path.")
 
-    session = await _fresh_access_token(request, session_id, session)
-    verifier: TokenVerifier = request.app.state.verifier
+    session = await fresh_access_token(request, session_id, session)
+    edge: Edge = request.app.state.edge
     try:
-        # The same edge checks as the proxy: a valid, unrevoked token, then the route rules;
-        # the decision goes on this request's span, as the proxy and every service record theirs.
-        principal = await verifier.verify(session.access_token)
+        # The proxy's own edge check (edge.py): a valid, unrevoked token, the route rules, the
+        # decision on this request's span (GET /bff/trace shows a trace only to the user whose
+        # gateway span this is, refusals included), and the token this service gets: exchanged
+        # for it alone (exchange mode) or the session's own (relay mode).
+        principal, token = await edge.admit(
+            request.method, full_path, session.access_token, upstream.name
+        )
     except TokenError as exc:
-        record_refusal(exc, check="edge")
-        await _store(request).delete(session_id)  # revoked elsewhere (logout-all): it is over
+        await session_store(request).delete(session_id)  # revoked elsewhere (logout-all): over
         raise NotSignedIn(f"Your session's token was refused: {exc.detail}") from exc
-    # The user goes on the span before the rules run: GET /bff/trace shows a trace only to the
-    # user whose gateway span this is, refusals included.
-    record_allow(principal, check="edge")
-    try:
-        check_route(request.method, full_path, principal)
-    except InsufficientScope as exc:
-        record_refusal(exc, check="edge")
-        raise
 
     body = b""
     if request.method != "GET":
@@ -505,7 +288,7 @@ async def relay(path: ApiPath, request: Request) -> Response:
             raise InvalidInput("Send JSON (Content-Type: application/json).")
         body = await _read_body(request, settings.max_body_bytes)
     headers = {
-        "Authorization": f"Bearer {session.access_token}",
+        "Authorization": f"Bearer {token}",
         "Accept": "application/json",
         "X-Request-ID": request.state.request_id,
     }
@@ -540,7 +323,7 @@ async def _remember_order(request: Request, answer: httpx.Response, owner: str) 
         order = answer.json()
         order_id = order.get("id") or order.get("order_id")
         if isinstance(order_id, str):
-            await _store(request).remember_order(order_id, owner)
+            await session_store(request).remember_order(order_id, owner)
     except (ValueError, AttributeError, RedisError):
         pass  # only the demo button misses out
 
@@ -567,7 +350,7 @@ async def get_trace(trace_id: TraceId, request: Request, current: Session) -> JS
     # Someone else's trace is a 404, like someone else's order: not even its existence leaks.
     if not spans or ("admin" not in session.roles and session.sub not in owners):
         raise NotFound("No such trace of yours (yet): spans arrive a moment after the request.")
-    return _json({"trace_id": trace_id, "spans": spans})
+    return private_json({"trace_id": trace_id, "spans": spans})
 
 
 @router.get(
@@ -578,12 +361,12 @@ async def get_trace(trace_id: TraceId, request: Request, current: Session) -> JS
 async def foreign_order(request: Request, current: Session) -> JSONResponse:
     _, session = current
     try:
-        order_id = await _store(request).order_of_someone_else(session.sub)
+        order_id = await session_store(request).order_of_someone_else(session.sub)
     except RedisError as exc:
         raise UpstreamUnavailable("The session store is unavailable.") from exc
     if order_id is None:
         raise NotFound("No order of another user yet: sign in as bob, order, then come back.")
-    return _json({"order_id": order_id})
+    return private_json({"order_id": order_id})
 
 
 @router.post(
@@ -596,12 +379,12 @@ async def foreign_order(request: Request, current: Session) -> JSONResponse:
 async def revocation_check(request: Request) -> JSONResponse:
     try:
         demo_id = str(json.loads(await _read_body(request, 1024))["id"])
-        token = await _store(request).revoked_token(demo_id)
+        tokens = await session_store(request).revoked_tokens(demo_id)
     except (ValueError, KeyError, TypeError):
         raise InvalidInput('Send {"id": "<revocation_check from /bff/logout>"}.') from None
     except RedisError as exc:
         raise UpstreamUnavailable("The session store is unavailable.") from exc
-    if token is None:
+    if tokens is None:
         raise NotFound("Nothing to check: log out first (the check is kept for 5 minutes).")
     settings: GatewaySettings = request.app.state.settings
     # The gateway itself, over HTTP, at the very socket this request came in on (not the Host
@@ -618,6 +401,8 @@ async def revocation_check(request: Request) -> JSONResponse:
     results = []
     for hop, base, path in hops:
         try:
+            # Each hop gets the token it would receive: exchanged for it, or the session's own.
+            token = tokens.get(hop, tokens["gateway"])
             answer = await http.get(
                 base.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}
             )
@@ -625,7 +410,9 @@ async def revocation_check(request: Request) -> JSONResponse:
         except httpx.HTTPError as exc:
             status, detail = 0, f"unreachable ({type(exc).__name__})"
         results.append({"hop": hop, "path": path, "status": status, "detail": detail})
-    return _json({"refused_everywhere": all(r["status"] == 401 for r in results), "hops": results})
+    return private_json(
+        {"refused_everywhere": all(r["status"] == 401 for r in results), "hops": results}
+    )
 
 
 def _problem_detail(answer: httpx.Response) -> str:

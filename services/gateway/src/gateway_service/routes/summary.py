@@ -5,6 +5,9 @@ pattern). It calls the three services exactly as the client would, relaying the 
 token (BearerRelay), so each service applies its own rules: a customer asking for someone else's
 order gets the 404 orders gives, and sees only what the token may see. No service token is added:
 these are public operations, and the gateway must not reach more than its caller could.
+
+A trusted issuer's token works here as on the proxy path: main.GatewayASGI has already replaced
+it with relayshop's token for the same user (federation.py), so this route sees a local user's.
 """
 
 from __future__ import annotations
@@ -14,20 +17,21 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path
 from relayshop_platform.errors import (
     InsufficientScope,
     InvalidToken,
     NotFound,
     UpstreamUnavailable,
 )
-from relayshop_platform.relay import BearerRelay, HttpClient, upstream_error
-from relayshop_platform.security import CurrentUser, bearer_token
+from relayshop_platform.relay import BearerRelay, HttpClient, NextHops, upstream_error
+from relayshop_platform.security import CurrentUser, require_scope
 
 from ..config import Settings
 from ..models import OrderSummary
 
 router = APIRouter(tags=["orders"])
+SUMMARY_SOURCES = ("orders", "inventory", "payments")
 
 OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -61,6 +65,7 @@ async def _get(
     "/api/orders/{order_id}/summary",
     response_model=OrderSummary,
     summary="An order with its payment and products (gathered by the gateway)",
+    dependencies=[Depends(require_scope("orders:read"))],
     responses={
         404: {"description": "Unknown, or not yours to see"},
         503: {"description": "A service behind the gateway is down or answered unexpectedly"},
@@ -72,11 +77,17 @@ async def order_summary(
     user: CurrentUser,
     settings: Settings,
     http: HttpClient,
-    request: Request,
+    hops: NextHops,
 ) -> OrderSummary:
     # CurrentUser verified the token (401) and refused a service token (403) before any call out.
-    relay = BearerRelay(bearer_token(request))
-    order = await _get(http, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay)
+    # Each service gets the user's token for it: exchanged (aud: that service alone) or relayed.
+    relay = {
+        name: BearerRelay(await hops.user_token(name))
+        for name in ("orders", "inventory", "payments")
+    }
+    order = await _get(
+        http, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay["orders"]
+    )
     if order is None:
         raise NotFound("No such order.")
 
@@ -90,13 +101,13 @@ async def order_summary(
             "inventory",
             settings.url("inventory"),
             f"/api/inventory/products/{quote(sku, safe='')}",
-            relay,
+            relay["inventory"],
         )
         for sku in skus
     ]
     if payment_id:
         path = f"/api/payments/{quote(str(payment_id), safe='')}"
-        lookups.append(_get(http, "payments", settings.url("payments"), path, relay))
+        lookups.append(_get(http, "payments", settings.url("payments"), path, relay["payments"]))
     results = await asyncio.gather(*lookups)
     payment = results.pop() if payment_id else None
     return OrderSummary(

@@ -106,6 +106,28 @@ async function signIn(username) {
   await loadOrders();
 }
 
+// "Sign in with <name>" for each trusted identity provider the gateway offers: a plain link,
+// since the sign-in is a series of redirects (routes/oidc.py) that ends back here, signed in.
+async function loadProviders() {
+  const answer = await bff("GET", "/console/oidc/providers");
+  const providers = (answer.ok && answer.data && answer.data.providers) || [];
+  const links = providers.map((provider) =>
+    el("a", {
+      class: "account idp",
+      href: "/console/oidc/login?" + new URLSearchParams({ issuer: provider.issuer }),
+      text: `Sign in with ${provider.name}`,
+    }),
+  );
+  $("idps").replaceChildren(...links);
+  $("idps").hidden = links.length === 0;
+  // A failed sign-in comes back as ?signin_error=<code>: say so, then tidy the address bar.
+  const error = new URLSearchParams(window.location.search).get("signin_error");
+  if (error) {
+    say(`Sign-in at the identity provider failed: ${error}`, "error");
+    history.replaceState(null, "", "/");
+  }
+}
+
 async function logOut() {
   const answer = await bff("POST", "/bff/logout");
   state.session = null;
@@ -113,6 +135,11 @@ async function logOut() {
   clearShop();
   if (!answer.ok) {
     say(`Logout: ${problem(answer)}`, "error");
+    return;
+  }
+  if (answer.data && answer.data.end_session) {
+    // Signed in at an identity provider: end its session too; it sends the browser back here.
+    window.location.assign(answer.data.end_session);
     return;
   }
   say("Logged out: the gateway revoked the tokens at auth.");
@@ -326,6 +353,10 @@ function renderWaterfall(allSpans) {
         ["user", a["enduser.id"]],
         ["roles", Array.isArray(a["enduser.role"]) ? a["enduser.role"].join(",") : a["enduser.role"]],
         ["caller", a["relayshop.caller"]],
+        // The token this hop received: watch aud narrow and act grow as it travels.
+        ["aud", a["relayshop.token.aud"]],
+        ["scope", a["relayshop.token.scope"]],
+        ["act", a["relayshop.token.act"]],
       ].filter(([, value]) => value !== undefined && value !== null && value !== "");
       const detail = el("div", { class: "decision" }, el("span", { class: `badge ${decision === "allow" ? "allow" : "deny"}`, text: decision }));
       for (const [key, value] of facts) detail.append(el("span", { class: "fact" }, el("b", { text: key }), ` ${value}`));
@@ -351,6 +382,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     renderWaterfall(state.spans);
     $("waterfall").dataset.complete = complete;
   });
+  await loadProviders();
   await loadSession();
   if (state.session) {
     await loadProducts();

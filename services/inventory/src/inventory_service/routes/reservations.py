@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import Conflict, NotFound
-from relayshop_platform.security import CurrentUser, require_caller, require_roles
+from relayshop_platform.roles import STAFF_READERS, Role
+from relayshop_platform.security import CurrentUser, owned_or_staff, require_caller, require_roles
 from relayshop_platform.tokens import Principal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,14 +26,11 @@ from ..models import Reservation, ReservationIn, ReservationOut, ReservationStat
 
 router = APIRouter(prefix="/api/inventory/reservations", tags=["internal"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
-SEES_EVERY_RESERVATION = frozenset({"admin", "support"})
 
 
 async def _visible(session: AsyncSession, order_id: str, user: Principal) -> Reservation:
     reservation = await session.get(Reservation, order_id)
-    if reservation is None or not (
-        reservation.owner_sub == user.sub or user.has_any_role(SEES_EVERY_RESERVATION)
-    ):
+    if reservation is None or not owned_or_staff(reservation.owner_sub, user, staff=STAFF_READERS):
         raise NotFound(f"No reservation for order '{order_id}'.")
     return reservation
 
@@ -41,7 +39,13 @@ async def _visible(session: AsyncSession, order_id: str, user: Principal) -> Res
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ReservationOut,
-    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+    dependencies=[
+        Depends(
+            require_caller(
+                services={"orders"}, roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"
+            )
+        )
+    ],
     responses={
         200: {"description": "This order_id was already reserved: the same reservation."},
         404: {"description": "An unknown sku"},
@@ -64,7 +68,7 @@ async def reserve(
         ttl_seconds=settings.reservation_ttl_seconds,
     )
     if not created:
-        if reservation.owner_sub != user.sub and not user.has_any_role({"admin"}):
+        if not owned_or_staff(reservation.owner_sub, user, staff={Role.ADMIN}):
             # Someone else's order id: say only that it is taken, nothing about its content.
             raise Conflict(f"The order id '{body.order_id}' is already in use.")
         response.status_code = status.HTTP_200_OK
@@ -75,7 +79,7 @@ async def reserve(
     "",
     response_model=list[ReservationOut],
     tags=["reservations"],
-    dependencies=[Depends(require_roles("admin", "support"))],
+    dependencies=[Depends(require_roles(*STAFF_READERS, scope="inventory:read"))],
 )
 async def list_reservations(
     session: DbSession,
@@ -97,7 +101,11 @@ async def list_reservations(
     response_model=ReservationOut,
     dependencies=[
         Depends(
-            require_caller(services={"orders", "payments"}, roles={"customer", "admin", "support"})
+            require_caller(
+                services={"orders", "payments"},
+                roles={Role.CUSTOMER, Role.ADMIN},
+                scope="orders:write",
+            )
         )
     ],
 )
@@ -111,13 +119,19 @@ async def get_reservation(
 @router.post(
     "/{order_id}/commit",
     response_model=ReservationOut,
-    dependencies=[Depends(require_caller(services={"payments"}, roles={"customer", "admin"}))],
+    dependencies=[
+        Depends(
+            require_caller(
+                services={"payments"}, roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"
+            )
+        )
+    ],
 )
 async def commit_reservation(
     order_id: OrderIdPath, user: CurrentUser, session: DbSession
 ) -> ReservationOut:
     """HELD -> COMMITTED once the payment is captured (idempotent). 409 if released or expired."""
-    owner_sub = None if user.has_any_role(SEES_EVERY_RESERVATION) else user.sub
+    owner_sub = None if user.has_any_role(STAFF_READERS) else user.sub
     return ReservationOut.of(await stock.commit(session, order_id, owner_sub=owner_sub))
 
 
@@ -125,7 +139,13 @@ async def commit_reservation(
     "/{order_id}/release",
     response_model=ReservationOut,
     dependencies=[
-        Depends(require_caller(services={"orders", "payments"}, roles={"customer", "admin"}))
+        Depends(
+            require_caller(
+                services={"orders", "payments"},
+                roles={Role.CUSTOMER, Role.ADMIN},
+                scope="orders:write",
+            )
+        )
     ],
 )
 async def release_reservation(

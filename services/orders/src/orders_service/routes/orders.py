@@ -14,7 +14,7 @@ import time
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import (
     Conflict,
@@ -25,9 +25,9 @@ from relayshop_platform.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from relayshop_platform.relay import BearerRelay, HttpClient, relay_auth
-from relayshop_platform.security import CurrentUser, record_denial, require_roles
-from relayshop_platform.tokens import Principal
+from relayshop_platform.relay import Hops, HttpClient, NextHops
+from relayshop_platform.roles import STAFF_READERS, Role
+from relayshop_platform.security import CurrentUser, owned_or_staff, require_roles, require_scope
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -35,11 +35,10 @@ from .. import leases
 from ..calls import Calls
 from ..config import OrdersSettings, Settings
 from ..models import Order, OrderCreate, OrderOut, OrderStatus
-from ..saga import OrderSaga, Routes
+from ..saga import CALLEES, OrderSaga, Routes
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
-READ_ALL_ROLES = frozenset({"support", "admin"})
 # How a failed saga answered, by HTTP status, so that a replay answers exactly the same.
 FAILURE_ERRORS: dict[int, type[RelayshopError]] = {
     402: PaymentRequired,
@@ -59,7 +58,7 @@ OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(require_roles("customer"))],
+    dependencies=[Depends(require_roles(Role.CUSTOMER, scope="orders:write"))],
     responses={
         402: {"description": "Payment declined: order PAYMENT_FAILED, stock restored"},
         409: {"description": "Out of stock (nothing charged), or the same key still in progress"},
@@ -74,7 +73,7 @@ async def place_order(
     session: DbSession,
     settings: Settings,
     http: HttpClient,
-    request: Request,
+    hops: NextHops,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
     request_hash = body.fingerprint()
@@ -82,9 +81,9 @@ async def place_order(
         earlier = await _find_by_key(session, user.sub, idempotency_key)
         if earlier is not None:
             return await _replay(session, earlier, request_hash, settings)
-    # Our own service token is fetched before the order exists, so a down auth server leaves
-    # nothing behind.
-    relay = await relay_auth(request)
+    # The tokens for both callees (our own, and the user's exchanged for each) are fetched
+    # before the order exists, so a down auth server leaves nothing behind.
+    auth = await _hop_auth(hops)
     order = Order(
         owner_sub=user.sub,
         items=[item.model_dump() for item in body.items],
@@ -111,7 +110,7 @@ async def place_order(
     # The saga changes a detached copy; only leases.save writes it, and only while we hold the
     # lease (a plain flush of the ORM object could overwrite the reconciler's final state).
     session.expunge(order)
-    await _saga(settings, http, relay, deadline).place(order)
+    await _saga(settings, http, auth, deadline).place(order)
     if not await leases.save(session, order, lease_id):
         # Our lease ran out and the reconciler took over: answer with what it decided.
         stored = await session.get(Order, order.id, populate_existing=True)
@@ -119,7 +118,9 @@ async def place_order(
     return _answer(order)
 
 
-@router.get("", dependencies=[Depends(require_roles("customer", "support", "admin"))])
+@router.get(
+    "", dependencies=[Depends(require_roles(Role.CUSTOMER, *STAFF_READERS, scope="orders:read"))]
+)
 async def list_orders(
     user: CurrentUser,
     session: DbSession,
@@ -128,25 +129,27 @@ async def list_orders(
 ) -> list[OrderOut]:
     """Newest first. A customer sees their own orders; support and admin see every order."""
     query = select(Order).order_by(col(Order.created_at).desc(), col(Order.id)).limit(limit)
-    if not _can_read_all(user):
+    if not user.has_any_role(STAFF_READERS):
         query = query.where(Order.owner_sub == user.sub)
     orders = await session.exec(query.offset(offset))
     return [OrderOut.from_row(order) for order in orders]
 
 
-@router.get("/{order_id}", responses={404: {"description": "Unknown, or not yours to see"}})
+@router.get(
+    "/{order_id}",
+    responses={404: {"description": "Unknown, or not yours to see"}},
+    dependencies=[Depends(require_scope("orders:read"))],
+)
 async def get_order(order_id: OrderId, user: CurrentUser, session: DbSession) -> OrderOut:
     order = await session.get(Order, order_id)
-    if order is None or not (order.owner_sub == user.sub or _can_read_all(user)):
-        if order is not None:
-            record_denial("not_owner")  # on the trace: the 404 was a refusal
+    if order is None or not owned_or_staff(order.owner_sub, user, staff=STAFF_READERS):
         raise _not_found()  # a stranger learns nothing, not even that the id exists
     return OrderOut.from_row(order)
 
 
 @router.post(
     "/{order_id}/cancel",
-    dependencies=[Depends(require_roles("customer", "admin"))],
+    dependencies=[Depends(require_roles(Role.CUSTOMER, Role.ADMIN, scope="orders:write"))],
     responses={
         404: {"description": "Unknown, or another customer's order"},
         409: {"description": "The order is not CONFIRMED (failed, or still being placed)"},
@@ -159,20 +162,18 @@ async def cancel_order(
     session: DbSession,
     settings: Settings,
     http: HttpClient,
-    request: Request,
+    hops: NextHops,
 ) -> OrderOut:
     """Refund the payment, give the stock back, then mark the order CANCELLED (idempotent)."""
     order = await session.get(Order, order_id)
-    if order is None or not (order.owner_sub == user.sub or user.has_any_role({"admin"})):
-        if order is not None:
-            record_denial("not_owner")
+    if order is None or not owned_or_staff(order.owner_sub, user, staff={Role.ADMIN}):
         raise _not_found()
     if order.status == OrderStatus.CANCELLED:
         return OrderOut.from_row(order)
     if order.status != OrderStatus.CONFIRMED:
         raise Conflict(f"An order in status {order.status} cannot be cancelled.")
     deadline = time.monotonic() + settings.saga_timeout_seconds
-    await _saga(settings, http, await relay_auth(request), deadline).cancel(order)
+    await _saga(settings, http, await _hop_auth(hops), deadline).cancel(order)
     session.add(order)
     await session.commit()
     return OrderOut.from_row(order)
@@ -181,12 +182,20 @@ async def cancel_order(
 # ---- helpers --------------------------------------------------------------------------------
 
 
+async def _hop_auth(hops: Hops) -> dict[str, httpx.Auth]:
+    """Per callee, the customer's token for it (exchanged, or relayed) and our own beside it."""
+    return {callee: await hops.to(callee) for callee in CALLEES}
+
+
 def _saga(
-    settings: OrdersSettings, http: httpx.AsyncClient, relay: BearerRelay, deadline: float
+    settings: OrdersSettings,
+    http: httpx.AsyncClient,
+    auth: dict[str, httpx.Auth],
+    deadline: float,
 ) -> OrderSaga:
-    """The saga of this request: the customer's token relayed, under this request's deadline."""
+    """The saga of this request: the customer's tokens, under this request's deadline."""
     return OrderSaga(
-        Calls(http, relay, deadline=deadline),
+        Calls(http, auth, deadline=deadline),
         Routes(settings.url("inventory"), settings.url("payments")),
         delay_before_charge=settings.fault_delay_before_charge_seconds,
     )
@@ -236,7 +245,3 @@ async def _replay(
             raise _not_found()
         order = reloaded
     return _answer(order)
-
-
-def _can_read_all(user: Principal) -> bool:
-    return user.has_any_role(READ_ALL_ROLES)

@@ -23,8 +23,9 @@ import httpx
 from fastapi import APIRouter, Depends, Response, status
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import Conflict, PaymentRequired, UpstreamUnavailable
-from relayshop_platform.relay import BearerRelay, HttpClient, Relay, upstream_error
-from relayshop_platform.security import CurrentUser, require_caller
+from relayshop_platform.relay import BearerRelay, HttpClient, NextHops, upstream_error
+from relayshop_platform.roles import Role
+from relayshop_platform.security import CurrentUser, owned_or_staff, require_caller
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .. import ledger
@@ -39,7 +40,13 @@ router = APIRouter(prefix="/api/payments", tags=["internal"])
     "/charges",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+    dependencies=[
+        Depends(
+            require_caller(
+                services={"orders"}, roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"
+            )
+        )
+    ],
     responses={
         200: {"description": "This order was already charged: the same payment."},
         402: {"description": "Declined (the payment is stored as DECLINED)."},
@@ -50,7 +57,7 @@ router = APIRouter(prefix="/api/payments", tags=["internal"])
 async def charge(
     body: ChargeIn,
     user: CurrentUser,
-    relay: Relay,
+    hops: NextHops,
     session: DbSession,
     settings: Settings,
     http: HttpClient,
@@ -59,9 +66,12 @@ async def charge(
 ) -> PaymentOut:
     """Charge an order once, then commit its stock at inventory. Keyed by order_id: a repeat
     answers as the first call did, and never charges twice."""
+    # The tokens for inventory first (the user's exchanged for it, and ours): if auth is down,
+    # nothing is charged.
+    relay = await hops.to("inventory")
     payment, created = await ledger.charge_once(session, provider, body, user.sub)
     if not created:
-        if payment.owner_sub != user.sub and not user.has_any_role({"admin"}):
+        if not owned_or_staff(payment.owner_sub, user, staff={Role.ADMIN}):
             # Someone else's order id: say only that it is taken, nothing about the payment.
             raise Conflict(f"The order id '{body.order_id}' is already in use.")
         if payment.amount_cents != body.amount_cents:

@@ -12,7 +12,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from relayshop_platform.db import DbSession
 from relayshop_platform.errors import NotFound
-from relayshop_platform.security import CurrentUser, record_denial, require_caller, require_roles
+from relayshop_platform.roles import STAFF_READERS, Role
+from relayshop_platform.security import (
+    CurrentUser,
+    owned_or_staff,
+    require_caller,
+    require_roles,
+    require_scope,
+)
 from relayshop_platform.tokens import Principal
 from sqlmodel import col, select
 
@@ -22,15 +29,10 @@ from ..provider import Provider
 
 router = APIRouter(prefix="/api/payments")
 IdPath = Annotated[str, Path(min_length=1, max_length=64)]
-SEES_EVERY_PAYMENT = frozenset({"support", "admin"})
 
 
 def _visible(payment: Payment | None, user: Principal, what: str) -> Payment:
-    if payment is None or not (
-        payment.owner_sub == user.sub or user.has_any_role(SEES_EVERY_PAYMENT)
-    ):
-        if payment is not None:
-            record_denial("not_owner")  # on the trace: the 404 was a refusal
+    if payment is None or not owned_or_staff(payment.owner_sub, user, staff=STAFF_READERS):
         raise NotFound(f"No payment {what}.")
     return payment
 
@@ -40,7 +42,11 @@ def _visible(payment: Payment | None, user: Principal, what: str) -> Payment:
     response_model=PaymentOut,
     tags=["internal"],
     dependencies=[
-        Depends(require_caller(services={"orders"}, roles={"customer", "admin", "support"}))
+        Depends(
+            require_caller(
+                services={"orders"}, roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"
+            )
+        )
     ],
 )
 async def get_by_order(order_id: IdPath, user: CurrentUser, session: DbSession) -> PaymentOut:
@@ -53,7 +59,13 @@ async def get_by_order(order_id: IdPath, user: CurrentUser, session: DbSession) 
     "/by-order/{order_id}/refund",
     response_model=PaymentOut,
     tags=["internal"],
-    dependencies=[Depends(require_caller(services={"orders"}, roles={"customer", "admin"}))],
+    dependencies=[
+        Depends(
+            require_caller(
+                services={"orders"}, roles={Role.CUSTOMER, Role.ADMIN}, scope="orders:write"
+            )
+        )
+    ],
 )
 async def refund_by_order(
     order_id: IdPath, user: CurrentUser, session: DbSession, provider: Provider
@@ -67,7 +79,7 @@ async def refund_by_order(
     "",
     response_model=list[PaymentOut],
     tags=["payments"],
-    dependencies=[Depends(require_roles("support", "admin"))],
+    dependencies=[Depends(require_roles(*STAFF_READERS, scope="payments:read"))],
 )
 async def list_payments(
     session: DbSession,
@@ -84,7 +96,12 @@ async def list_payments(
     return [PaymentOut.of(payment) for payment in payments]
 
 
-@router.get("/{payment_id}", response_model=PaymentOut, tags=["payments"])
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    tags=["payments"],
+    dependencies=[Depends(require_scope("payments:read"))],
+)
 async def get_payment(payment_id: IdPath, user: CurrentUser, session: DbSession) -> PaymentOut:
     """One payment: its owner (the user who was charged), support or admin; 404 otherwise."""
     payment = await session.get(Payment, payment_id)
@@ -95,7 +112,7 @@ async def get_payment(payment_id: IdPath, user: CurrentUser, session: DbSession)
     "/{payment_id}/refund",
     response_model=PaymentOut,
     tags=["payments"],
-    dependencies=[Depends(require_roles("admin"))],
+    dependencies=[Depends(require_roles(Role.ADMIN, scope="payments:write"))],
 )
 async def refund_payment(payment_id: IdPath, session: DbSession, provider: Provider) -> PaymentOut:
     """Admin only: CAPTURED -> REFUNDED (idempotent); 409 if DECLINED or VOIDED."""

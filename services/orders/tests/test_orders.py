@@ -1,7 +1,7 @@
 """The orders API: placing (with Idempotency-Key), reading, listing and cancelling, and who may.
 
-``neighbours`` (tests/conftest.py) is the in-memory inventory and payments; it refuses any call
-without both the relayed user token and orders' service token.
+``neighbours`` (conftest.py) is the in-memory inventory and payments (FakeNeighbours); it
+refuses any call without both the relayed user token and orders' service token.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from relayshop_devtools.fakes import VISA
 
-VISA = "pm_card_visa"
 ORDER = {
     "items": [{"sku": "KB-001", "quantity": 2}, {"sku": "CB-005", "quantity": 3}],
-    "payment_method": "pm_card_visa",
+    "payment_method": VISA,
 }
 
 

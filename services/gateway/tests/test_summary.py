@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import jwt
 from relayshop_devtools.devstack import free_port
 
 ORDER = {
@@ -33,6 +34,10 @@ def can_the_three_answers(fakes, order=ORDER) -> None:
     fakes.inventory.canned["/api/inventory/products/MS-002"] = (200, MOUSE)
 
 
+def subject_of(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
 async def test_summary_gathers_order_payment_and_products(client, fakes, test_key) -> None:
     can_the_three_answers(fakes)
     token = test_key.mint()
@@ -41,9 +46,14 @@ async def test_summary_gathers_order_payment_and_products(client, fakes, test_ke
     assert response.json() == {"order": ORDER, "payment": PAYMENT, "products": [KEYBOARD, MOUSE]}
     calls = [*fakes.orders.requests, *fakes.payments.requests, *fakes.inventory.requests]
     assert len(calls) == 4  # the order, its payment, two distinct products
-    for seen in calls:
-        assert seen.header_all("authorization") == [f"Bearer {token}"]  # the same token relayed
-        assert seen.header("x-service-token") is None
+    # Each service got the user's token exchanged for it alone (exchange mode, the default).
+    for fake in (fakes.orders, fakes.payments, fakes.inventory):
+        for seen in fake.requests:
+            (sent,) = seen.header_all("authorization")
+            claims = jwt.decode(sent.removeprefix("Bearer "), options={"verify_signature": False})
+            assert claims["aud"] == f"urn:relayshop:{fake.name}"
+            assert claims["sub"] == subject_of(token)
+            assert seen.header("x-service-token") is None
     assert response.headers["x-trace-id"]
 
 
