@@ -161,24 +161,11 @@ class TokenVerifier:
         self._cache.clear()
 
     async def _verify_signed(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError:
-            raise InvalidToken("malformed", "The access token is not a signed JWT.") from None
-        alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
-            raise InvalidToken("algorithm", "The token's signing algorithm is not accepted.")
+        header = signed_header(token)
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidToken("type", "The token is not an access token (typ must be at+jwt).")
-        if any(name in header for name in _FORBIDDEN_HEADERS):
-            raise InvalidToken("key_reference", "Keys named inside a token are never trusted.")
-        if "crit" in header:
-            raise InvalidToken("crit", "The token uses an unsupported critical extension.")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not _KID.fullmatch(kid):
-            raise InvalidToken("kid", "The token does not name a known signing key.")
-        key = await self._keys.get(kid)
+        key = await self._keys.get(key_id(header))
         if key is None:
             raise InvalidToken("unknown_key", "The token is signed with an unknown key.")
         # aud is required here and compared in verify(), against the audience asked for.
@@ -192,6 +179,32 @@ class TokenVerifier:
         if principal.exp - principal.iat > self._max_lifetime + self._leeway:
             raise InvalidToken("lifetime", "The access token's lifetime exceeds the maximum.")
         return principal
+
+
+def signed_header(token: str, what: str = "token") -> dict[str, Any]:
+    """The JOSE header, read before any key is chosen: a JWS with an algorithm from the
+    allow-list fixed in code, never the token's choice (RFC 8725 section 3.1)."""
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except PyJWTError:
+        raise InvalidToken("malformed", f"The {what} is not a signed JWT.") from None
+    if header.get("alg") not in ALLOWED_ALGORITHMS:
+        raise InvalidToken("algorithm", f"The {what}'s signing algorithm is not accepted.")
+    return header
+
+
+def key_id(header: dict[str, Any], what: str = "token") -> str:
+    """The ``kid`` that picks one of the configured keys. Keys named inside the token (``jku``,
+    ``x5u``, ``jwk``, ``x5c``) would let its author choose the key, so they are refused rather
+    than followed (RFC 8725 section 3.10), and so is any critical extension (RFC 7515 4.1.11)."""
+    if any(name in header for name in _FORBIDDEN_HEADERS):
+        raise InvalidToken("key_reference", f"Keys named inside a {what} are never trusted.")
+    if "crit" in header:
+        raise InvalidToken("crit", f"The {what} uses an unsupported critical extension.")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not _KID.fullmatch(kid):
+        raise InvalidToken("kid", f"The {what} does not name a known signing key.")
+    return kid
 
 
 def decode_claims(

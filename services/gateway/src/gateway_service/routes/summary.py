@@ -80,14 +80,10 @@ async def order_summary(
     hops: NextHops,
 ) -> OrderSummary:
     # CurrentUser verified the token (401) and refused a service token (403) before any call out.
-    # Each service gets the user's token for it: exchanged (aud: that service alone) or relayed.
-    relay = {
-        name: BearerRelay(await hops.user_token(name))
-        for name in ("orders", "inventory", "payments")
-    }
-    order = await _get(
-        http, "orders", settings.url("orders"), f"/api/orders/{order_id}", relay["orders"]
-    )
+    # Each service gets the user's token for it: exchanged (aud: that service alone) or relayed,
+    # and only when it is asked something.
+    to_orders = BearerRelay(await hops.user_token("orders"))
+    order = await _get(http, "orders", settings.url("orders"), f"/api/orders/{order_id}", to_orders)
     if order is None:
         raise NotFound("No such order.")
 
@@ -95,19 +91,23 @@ async def order_summary(
     items = order.get("items") or []
     skus = list(dict.fromkeys(str(i["sku"]) for i in items if isinstance(i, dict) and "sku" in i))
     payment_id = order.get("payment_id")
-    lookups = [
-        _get(
-            http,
-            "inventory",
-            settings.url("inventory"),
-            f"/api/inventory/products/{quote(sku, safe='')}",
-            relay["inventory"],
-        )
-        for sku in skus
-    ]
+    lookups = []
+    if skus:
+        to_inventory = BearerRelay(await hops.user_token("inventory"))
+        lookups = [
+            _get(
+                http,
+                "inventory",
+                settings.url("inventory"),
+                f"/api/inventory/products/{quote(sku, safe='')}",
+                to_inventory,
+            )
+            for sku in skus
+        ]
     if payment_id:
         path = f"/api/payments/{quote(str(payment_id), safe='')}"
-        lookups.append(_get(http, "payments", settings.url("payments"), path, relay["payments"]))
+        to_payments = BearerRelay(await hops.user_token("payments"))
+        lookups.append(_get(http, "payments", settings.url("payments"), path, to_payments))
     results = await asyncio.gather(*lookups)
     payment = results.pop() if payment_id else None
     return OrderSummary(
