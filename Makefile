@@ -10,25 +10,15 @@ VENV := .venv/bin
 export PYTHONPYCACHEPREFIX := $(CURDIR)/var/pycache
 export PYTHONDONTWRITEBYTECODE :=
 RELAYSHOP_DATA_DIR ?= var
-# Ports of `make run` (docs/api.md, section 1; the service catalogue); each is also a setting.
+# The gateway of `make run`, for the tools that use it (load, demo, bench). Each service's port is
+# its catalogue entry's (shared/src/relayshop_platform/catalogue.py), or RELAYSHOP_<NAME>_PORT.
 RELAYSHOP_GATEWAY_PORT ?= 8000
-RELAYSHOP_AUTH_PORT ?= 8001
-RELAYSHOP_ORDERS_PORT ?= 8002
-RELAYSHOP_PAYMENTS_PORT ?= 8003
-RELAYSHOP_INVENTORY_PORT ?= 8004
-RELAYSHOP_REDIS_PORT ?= 6390
-RELAYSHOP_AUTH_URL ?= http://127.0.0.1:$(RELAYSHOP_AUTH_PORT)
-RELAYSHOP_ORDERS_URL ?= http://127.0.0.1:$(RELAYSHOP_ORDERS_PORT)
-RELAYSHOP_PAYMENTS_URL ?= http://127.0.0.1:$(RELAYSHOP_PAYMENTS_PORT)
-RELAYSHOP_INVENTORY_URL ?= http://127.0.0.1:$(RELAYSHOP_INVENTORY_PORT)
 RELAYSHOP_GATEWAY_URL ?= http://127.0.0.1:$(RELAYSHOP_GATEWAY_PORT)
+RELAYSHOP_REDIS_PORT ?= 6390
 REDIS_URL ?= redis://127.0.0.1:$(RELAYSHOP_REDIS_PORT)/0
-export RELAYSHOP_DATA_DIR RELAYSHOP_GATEWAY_PORT RELAYSHOP_AUTH_PORT RELAYSHOP_ORDERS_PORT
-export RELAYSHOP_PAYMENTS_PORT RELAYSHOP_INVENTORY_PORT RELAYSHOP_REDIS_PORT REDIS_URL
-export RELAYSHOP_AUTH_URL RELAYSHOP_ORDERS_URL RELAYSHOP_PAYMENTS_URL RELAYSHOP_INVENTORY_URL
-export RELAYSHOP_GATEWAY_URL
+export RELAYSHOP_DATA_DIR RELAYSHOP_GATEWAY_PORT RELAYSHOP_GATEWAY_URL RELAYSHOP_REDIS_PORT REDIS_URL
 
-.PHONY: help sync run test lint compose-check compose-smoke new-service bench bench-revocation bench-tracing load demo trace clean
+.PHONY: help sync run test lint generate compose-check compose-smoke new-service bench bench-revocation bench-tracing load demo trace clean
 
 help:
 	@echo "make run            start the whole system (gateway http://127.0.0.1:8000)"
@@ -37,7 +27,8 @@ help:
 	@echo "make lint           ruff and mypy"
 	@echo "make compose-check  validate docker-compose, Dockerfiles and Kubernetes manifests"
 	@echo "make compose-smoke  build the images, docker compose up, use it, down (root, Debian; CI)"
-	@echo "make new-service NAME=<name>   add a service, wired in everywhere (docs/adding-a-service.md)"
+	@echo "make new-service NAME=<name>   add a service in the house shape (docs/adding-a-service.md)"
+	@echo "make generate       rewrite the files derived from the service catalogue (compose, k8s, ...)"
 	@echo "make demo           scripted walk-through against a running stack (make run)"
 	@echo "make trace ID=...   print one request as a waterfall tree"
 	@echo "make load           Locust, headless, with failure and p95 thresholds"
@@ -45,11 +36,12 @@ help:
 	@echo "make bench-revocation / bench-tracing   revocation propagation, tracing overhead"
 
 sync:
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --all-packages --quiet
 
+# honcho over a Procfile written from the service catalogue (relayshop_devtools/run.py;
+# `.venv/bin/python -m relayshop_devtools.run --print` shows it).
 run: sync
-	@mkdir -p $(RELAYSHOP_DATA_DIR)
-	RELAYSHOP_ENV=$${RELAYSHOP_ENV:-development} exec $(VENV)/honcho --no-prefix -f Procfile start
+	exec $(VENV)/python -m relayshop_devtools.run
 
 # Two pytest workers (pytest-xdist, one file per worker at a time: a module's stack and fixtures
 # stay in one process), then the security suite on its own (it tallies its attack cases across
@@ -65,6 +57,14 @@ compose-check: sync
 	$(VENV)/python tools/compose_check.py
 
 # A new service from tools/service_template/, wired into the catalogue, compose and Kubernetes.
+# The files derived from the service catalogue (relayshop_devtools/generate): compose's service
+# blocks and secrets, the Kubernetes manifests, the PostgreSQL init script, .env.example. The
+# lockfile and the venv first, so a service folder added by hand is installed and read.
+generate:
+	$(UV) lock --quiet
+	@$(UV) sync --frozen --all-packages --quiet
+	$(VENV)/python -m relayshop_devtools.generate
+
 new-service: sync
 	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name>" >&2; exit 2; }
 	$(VENV)/python tools/new_service.py $(NAME)
@@ -117,5 +117,4 @@ tools/idp/node_modules/.package-lock.json: tools/idp/package-lock.json
 # by the gateway and auth: its users shop through the gateway (docs/identity-providers.md).
 .PHONY: run-idp
 run-idp: sync
-	@mkdir -p $(RELAYSHOP_DATA_DIR)
-	RELAYSHOP_ENV=$${RELAYSHOP_ENV:-development} exec $(VENV)/python tools/run_idp.py
+	exec $(VENV)/python -m relayshop_devtools.run --idp

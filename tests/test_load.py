@@ -7,29 +7,19 @@ and say that the failure rule decided, after calibrating this machine.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from relayshop_devtools.devstack import free_port
+from relayshop_devtools.repository import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_tool() -> Any:
-    spec = importlib.util.spec_from_file_location("load_tool", ROOT / "tools" / "load.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while they are built
-    spec.loader.exec_module(module)
-    return module
-
-
-load = load_tool()
+load = load_tool("load")
 
 
 def test_judge_passes_a_slow_machine_without_failures() -> None:

@@ -4,7 +4,7 @@
     uv run python tools/compose_check.py --compose broken.yml --k8s /tmp/k8s --dockerfile X
 
 One line per check: the compose files against the compose specification (check-jsonschema's
-vendored schema), the one Dockerfile (at the root, shared by all five services) and CI's stand-in
+vendored schema), the one Dockerfile (at the root, shared by every service) and CI's stand-in
 images (deploy/ci/*/Dockerfile) with hadolint, the Kubernetes manifests built with kustomize (when
 installed) and validated with kubernetes-validate, and a parity check: every service, setting,
 port and build argument in compose and in the manifests must match what the services really

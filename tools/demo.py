@@ -23,7 +23,6 @@ announced. No token is ever printed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -32,14 +31,11 @@ from typing import Any
 
 import httpx
 import jwt
+from relayshop_devtools.repository import load_tool
 from relayshop_platform.catalogue import GATEWAY, audience_of, service
 
-TOOLS = Path(__file__).resolve().parent
 # Loaded by path: the name "trace" would find the standard library's trace module first.
-_spec = importlib.util.spec_from_file_location("relayshop_trace_tool", TOOLS / "trace.py")
-assert _spec is not None and _spec.loader is not None
-trace_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(trace_tool)
+trace_tool = load_tool("trace")
 
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 section 2.1
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"

@@ -34,7 +34,10 @@ SQL
 psql --no-psqlrc -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -c 'REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;'
 
+# One per service with tables in the service catalogue (make generate).
+# >>> make generate: databases
 create_service_database auth "$AUTH_DB_PASSWORD"
 create_service_database orders "$ORDERS_DB_PASSWORD"
 create_service_database payments "$PAYMENTS_DB_PASSWORD"
 create_service_database inventory "$INVENTORY_DB_PASSWORD"
+# <<< make generate: databases

@@ -1,11 +1,10 @@
-"""The service catalogue is the one list of services: what is derived from it agrees with it, and
-what is still written by hand (the Procfile, the Makefile's ports) is checked against it here.
-Compose and the Kubernetes manifests are checked against it by tools/compose_check.py."""
+"""The service catalogue is the one list of services: what is derived from it agrees with it.
+The files written from it are checked by tests/deploy/test_generated.py, `make run`'s Procfile by
+test_procfile.py, and compose and the Kubernetes manifests by tools/compose_check.py too."""
 
 from __future__ import annotations
 
 import importlib
-import re
 from pathlib import Path
 
 import pytest
@@ -106,22 +105,3 @@ def test_auth_has_one_client_per_calling_service() -> None:
 def test_devstack_starts_every_service_auth_first_gateway_last() -> None:
     assert set(devstack.SERVICES) == set(SERVICE_NAMES)
     assert devstack.SERVICES[0] == AUTH and devstack.SERVICES[-1] == GATEWAY
-
-
-def test_the_procfile_runs_every_service_on_its_port() -> None:
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    entries = dict(line.split(":", 1) for line in lines if line.strip() and line[0] != "#")
-    assert set(entries) - {"redis", "ready"} == set(SERVICE_NAMES)
-    for entry in CATALOGUE:
-        command = entries[entry.name]
-        assert f"uvicorn {entry.package}.main:create_app --factory" in command
-        assert f"--port ${{RELAYSHOP_{entry.name.upper()}_PORT:-{entry.port}}}" in command
-
-
-def test_the_makefile_ports_are_the_catalogue_ports() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    ports = dict(re.findall(r"^RELAYSHOP_([A-Z_]+)_PORT \?= (\d+)$", makefile, re.M))
-    ports.pop("REDIS")
-    assert ports == {entry.name.upper(): str(entry.port) for entry in CATALOGUE}
-    for entry in CATALOGUE:
-        assert re.search(rf"^{entry.url_variable} \?= http://127\.0\.0\.1:", makefile, re.M)

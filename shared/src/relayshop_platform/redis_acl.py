@@ -20,6 +20,8 @@ the same rules work on the embedded Redis (6.2), Debian's (7.0) and the official
     redis_server_args(passwords)    the ``--user ...`` arguments of redis-server (embedded Redis,
                                     compose's command line, the Kubernetes args)
     service_url(url, name, password)   a service's own REDIS_URL
+    redis_connector(settings)       how a service opens its clients, as one of its users: what
+                                    create_service_app uses unless a test passes its own
 
 The ``default`` user (a connection that never authenticates) gets ``default_rules``: switched off,
 or given a password for an operator or a test (``ADMIN``), or only PING for a health check.
@@ -27,11 +29,17 @@ or given a password for an operator or a test (``ADMIN``), or only PING for a he
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from .catalogue import AUTH, CATALOGUE, GATEWAY
+import redis.asyncio as aioredis
+
+from .catalogue import AUTH, CATALOGUE, GATEWAY, Service
 from .revocation import CHANNEL, JTI_KEY, NBF_KEY
+
+if TYPE_CHECKING:
+    from .settings import PlatformSettings
 
 # Every service: follow the channel, load the full set, and name its connection (CLIENT LIST).
 _FOLLOW_REVOCATIONS = (
@@ -78,13 +86,20 @@ _CONSOLE = (
     "+lrange",
     "+pexpire",
 )
+
+
 # auth, the gateway and its console user, then every other service of the catalogue (each may
 # only follow the revocations): the order of redis-server's --user arguments.
-RULES: dict[str, tuple[str, ...]] = {
-    AUTH: _AUTH,
-    GATEWAY: _FOLLOW_REVOCATIONS,
-    f"{GATEWAY}-console": _CONSOLE,
-} | {s.name: _FOLLOW_REVOCATIONS for s in CATALOGUE if s.name not in (AUTH, GATEWAY)}
+def acl_users(catalogue: Iterable[Service] = CATALOGUE) -> dict[str, tuple[str, ...]]:
+    """Each ACL user of ``catalogue``'s services, with its rules."""
+    return {
+        AUTH: _AUTH,
+        GATEWAY: _FOLLOW_REVOCATIONS,
+        f"{GATEWAY}-console": _CONSOLE,
+    } | {s.name: _FOLLOW_REVOCATIONS for s in catalogue if s.name not in (AUTH, GATEWAY)}
+
+
+RULES: dict[str, tuple[str, ...]] = acl_users()
 ADMIN = ("~*", "&*", "+@all")
 HEALTH_CHECK = ("+ping",)
 
@@ -100,13 +115,14 @@ def redis_server_args(
     *,
     default_password: str | None = None,
     default_rules: tuple[str, ...] = (),
+    users: Mapping[str, tuple[str, ...]] = RULES,
 ) -> list[str]:
     """``--user`` arguments for redis-server: the users of each service in ``passwords``
     (service name -> its password). Without ``default_password`` the default user is off."""
     args = ["--user", "default", "reset", "off"]
     if default_password is not None:
         args = ["--user", *user_rules("default", default_password, default_rules)]
-    for user, rules in RULES.items():
+    for user, rules in users.items():
         service = service_of(user)
         if service in passwords:
             args += ["--user", *user_rules(user, passwords[service], rules)]
@@ -124,3 +140,19 @@ def service_url(url: str, name: str, password: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     netloc = f"{quote(name, safe='')}:{quote(password, safe='')}@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisConnect(Protocol):
+    """Opens a new client to relayshop's Redis, signed in as ``user`` (None: the ACL user named
+    after the service), with redis-py's ``options`` (timeouts, retries, client name)."""
+
+    def __call__(self, user: str | None = None, /, **options: Any) -> aioredis.Redis: ...
+
+
+def redis_connector(settings: PlatformSettings) -> RedisConnect:
+    """REDIS_URL with the service's own credentials (settings.redis_connection_url)."""
+
+    def connect(user: str | None = None, /, **options: Any) -> aioredis.Redis:
+        return aioredis.from_url(settings.redis_connection_url(user), **options)
+
+    return connect

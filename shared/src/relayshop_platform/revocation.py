@@ -103,12 +103,21 @@ class RevocationMirror:
 
     def __init__(
         self,
-        redis_url: str,
+        redis: str | Callable[..., aioredis.Redis],
         *,
         max_staleness_seconds: float = 30.0,
         on_keys_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._redis_url = redis_url
+        """``redis``: a URL, or a function that opens a new client with the options it is
+        given (redis_acl.RedisConnect: create_service_app's, which a test may replace)."""
+        if isinstance(redis, str):
+            url = redis
+
+            def connect(**options: Any) -> aioredis.Redis:
+                return aioredis.from_url(url, **options)
+
+            redis = connect
+        self._connect = redis
         self._max_staleness = max_staleness_seconds
         self._on_keys_changed = on_keys_changed
         self.revoked_jti: dict[str, float] = {}
@@ -187,8 +196,7 @@ class RevocationMirror:
             # that swallows task cancellation.)
             # No retries, said explicitly: a dropped connection must come back here to be marked
             # lost and reloaded, not be silently reconnected by redis-py (module docstring).
-            client = aioredis.from_url(
-                self._redis_url,
+            client = self._connect(
                 socket_connect_timeout=1.0,
                 health_check_interval=5,
                 retry=Retry(NoBackoff(), 0),

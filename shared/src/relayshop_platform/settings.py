@@ -141,7 +141,7 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def per_service_variables(cls) -> dict[str, str]:
         """The environment variables read one per other service rather than one per field, with
-        their defaults: what tools/compose_check.py and tools/env_example.py need to know."""
+        their defaults: what tools/compose_check.py and `make generate` need to know."""
         name = cls.model_fields["service_name"].default
         return {n.url_variable: n.local_url for n in neighbours(name)}
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 
 import httpx
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from relayshop_platform.app import create_service_app
+from relayshop_platform.redis_acl import RedisConnect
 from relayshop_platform.revocation import RevocationStore
 from sqlmodel import SQLModel
 
@@ -36,9 +36,11 @@ def create_app(
     settings: AuthSettings | None = None,
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    redis_connect: RedisConnect | None = None,
 ) -> FastAPI:
-    """The app, built from ``settings`` (the environment's by default); ``http_transport``
-    replaces the network for the calls out (tests)."""
+    """The app, built from ``settings`` (the environment's by default). Tests may replace the
+    network for the calls out (``http_transport``) and how Redis clients are opened
+    (``redis_connect``)."""
     settings = settings or get_settings()
     key_store = KeyStore(
         settings.key_directory,
@@ -47,8 +49,7 @@ def create_app(
 
     async def on_startup(app: FastAPI) -> None:
         await key_store.load()
-        redis = aioredis.from_url(
-            settings.redis_connection_url(),
+        redis = app.state.redis_connect(
             socket_connect_timeout=settings.redis_timeout_seconds,
             socket_timeout=settings.redis_timeout_seconds,
         )
@@ -89,6 +90,7 @@ def create_app(
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         http_transport=http_transport,
+        redis_connect=redis_connect,
         local_keys=key_store,
         openapi_tags=[
             {"name": "auth", "description": "Tokens, sessions and revocation."},

@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from relayshop_platform.app import RequestIdMiddleware, create_service_app
+from relayshop_platform.redis_acl import RedisConnect
 from relayshop_platform.tracing import UNTRACED_PATHS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -96,9 +97,11 @@ def create_app(
     settings: GatewaySettings | None = None,
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    redis_connect: RedisConnect | None = None,
 ) -> GatewayASGI:
-    """The app, built from ``settings`` (the environment's by default); ``http_transport``
-    replaces the network for the calls out (tests)."""
+    """The app, built from ``settings`` (the environment's by default). Tests may replace the
+    network for the calls out (``http_transport``) and how Redis clients are opened
+    (``redis_connect``)."""
     settings = settings or get_settings()
     app = create_service_app(
         settings,
@@ -121,6 +124,7 @@ def create_app(
         on_startup=start_federation,
         on_shutdown=stop_federation,
         http_transport=http_transport,
+        redis_connect=redis_connect,
     )
     console.mount_static(app)
     return GatewayASGI(app, settings)

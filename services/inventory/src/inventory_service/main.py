@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
+from relayshop_platform.redis_acl import RedisConnect
 from sqlmodel import SQLModel
 
 from .config import InventorySettings, get_settings
@@ -38,9 +39,11 @@ def create_app(
     settings: InventorySettings | None = None,
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    redis_connect: RedisConnect | None = None,
 ) -> FastAPI:
-    """The app, built from ``settings`` (the environment's by default); ``http_transport``
-    replaces the network for the calls out (tests)."""
+    """The app, built from ``settings`` (the environment's by default). Tests may replace the
+    network for the calls out (``http_transport``) and how Redis clients are opened
+    (``redis_connect``)."""
     return create_service_app(
         settings or get_settings(),
         title="relayshop inventory",
@@ -51,5 +54,6 @@ def create_app(
         on_startup=on_startup,
         background=[sweeper],
         http_transport=http_transport,
+        redis_connect=redis_connect,
         openapi_tags=TAGS,
     )

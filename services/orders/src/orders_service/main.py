@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 from relayshop_platform.app import create_service_app
+from relayshop_platform.redis_acl import RedisConnect
 from sqlmodel import SQLModel
 
 from .config import OrdersSettings, get_settings
@@ -20,9 +21,11 @@ def create_app(
     settings: OrdersSettings | None = None,
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    redis_connect: RedisConnect | None = None,
 ) -> FastAPI:
-    """The app, built from ``settings`` (the environment's by default); ``http_transport``
-    replaces the network for the calls out (tests)."""
+    """The app, built from ``settings`` (the environment's by default). Tests may replace the
+    network for the calls out (``http_transport``) and how Redis clients are opened
+    (``redis_connect``)."""
     return create_service_app(
         settings or get_settings(),
         title="relayshop orders",
@@ -35,5 +38,6 @@ def create_app(
         migrations="orders_service:migrations",
         background=[reconciler],
         http_transport=http_transport,
+        redis_connect=redis_connect,
         openapi_tags=[{"name": "orders", "description": "Customers' orders."}],
     )

@@ -24,7 +24,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 import httpx
-import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -76,11 +75,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """One Redis client for the sessions (a router lifespan: runs after the platform's startup,
     so app.state.settings is there)."""
     settings: GatewaySettings = app.state.settings
-    client = aioredis.Redis.from_url(
-        # Its own ACL user: the sessions' keys only, never the revocations (redis_acl.py).
-        settings.redis_connection_url("gateway-console"),
-        socket_timeout=5,
-    )
+    # Its own ACL user: the sessions' keys only, never the revocations (redis_acl.py).
+    client = app.state.redis_connect("gateway-console", socket_timeout=5)
     app.state.bff_sessions = SessionStore(client, settings.bff_session_seconds)
     try:
         yield

@@ -1,10 +1,12 @@
 """GET /api/orders/{order_id}/summary: one order with its payment and products, in one call.
 
 The one piece of the public API the gateway serves itself (an aggregation, the "API composition"
-pattern). It calls the three services exactly as the client would, relaying the caller's own
-token (BearerRelay), so each service applies its own rules: a customer asking for someone else's
-order gets the 404 orders gives, and sees only what the token may see. No service token is added:
-these are public operations, and the gateway must not reach more than its caller could.
+pattern). It calls the three services exactly as the client would: each call passes the edge
+check the proxy runs for a request to that path (edge.py: the route rule, and the caller's token
+for that service alone, exchanged or relayed), and each service applies its own rules, so a
+customer asking for someone else's order gets the 404 orders gives, and sees only what the token
+may see. No service token is added: these are public operations, and the gateway must not reach
+more than its caller could.
 
 A trusted issuer's token works here as on the proxy path: main.GatewayASGI has already replaced
 it with relayshop's token for the same user (federation.py), so this route sees a local user's.
@@ -17,17 +19,18 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from relayshop_platform.errors import (
     InsufficientScope,
     InvalidToken,
     NotFound,
     UpstreamUnavailable,
 )
-from relayshop_platform.relay import BearerRelay, HttpClient, NextHops, upstream_error
-from relayshop_platform.security import CurrentUser, require_scope
+from relayshop_platform.relay import BearerRelay, HttpClient, upstream_error
+from relayshop_platform.security import require_scope
 
 from ..config import Settings
+from ..edge import Edge, bearer_token
 from ..models import OrderSummary
 
 router = APIRouter(tags=["orders"])
@@ -73,17 +76,20 @@ async def _get(
     },
 )
 async def order_summary(
-    order_id: OrderId,
-    user: CurrentUser,
-    settings: Settings,
-    http: HttpClient,
-    hops: NextHops,
+    order_id: OrderId, request: Request, settings: Settings, http: HttpClient
 ) -> OrderSummary:
-    # CurrentUser verified the token (401) and refused a service token (403) before any call out.
-    # Each service gets the user's token for it: exchanged (aud: that service alone) or relayed,
-    # and only when it is asked something.
-    to_orders = BearerRelay(await hops.user_token("orders"))
-    order = await _get(http, "orders", settings.url("orders"), f"/api/orders/{order_id}", to_orders)
+    # require_scope verified the token (401), refused a service token and a token without
+    # orders:read (403) before any call out.
+    bearer = bearer_token(request.scope["headers"])
+    edge: Edge = request.app.state.edge
+
+    async def to(service: str, path: str) -> BearerRelay:
+        """The proxy's edge check for GET ``path``, and the token ``service`` gets for it."""
+        _, token = await edge.admit("GET", path, bearer, service)
+        return BearerRelay(token)
+
+    path = f"/api/orders/{order_id}"
+    order = await _get(http, "orders", settings.url("orders"), path, await to("orders", path))
     if order is None:
         raise NotFound("No such order.")
 
@@ -92,22 +98,14 @@ async def order_summary(
     skus = list(dict.fromkeys(str(i["sku"]) for i in items if isinstance(i, dict) and "sku" in i))
     payment_id = order.get("payment_id")
     lookups = []
-    if skus:
-        to_inventory = BearerRelay(await hops.user_token("inventory"))
-        lookups = [
-            _get(
-                http,
-                "inventory",
-                settings.url("inventory"),
-                f"/api/inventory/products/{quote(sku, safe='')}",
-                to_inventory,
-            )
-            for sku in skus
-        ]
+    for sku in skus:
+        path = f"/api/inventory/products/{quote(sku, safe='')}"
+        relay = await to("inventory", path)  # one exchange, cached: the same token each time
+        lookups.append(_get(http, "inventory", settings.url("inventory"), path, relay))
     if payment_id:
         path = f"/api/payments/{quote(str(payment_id), safe='')}"
-        to_payments = BearerRelay(await hops.user_token("payments"))
-        lookups.append(_get(http, "payments", settings.url("payments"), path, to_payments))
+        relay = await to("payments", path)
+        lookups.append(_get(http, "payments", settings.url("payments"), path, relay))
     results = await asyncio.gather(*lookups)
     payment = results.pop() if payment_id else None
     return OrderSummary(

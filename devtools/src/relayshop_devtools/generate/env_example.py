@@ -1,16 +1,14 @@
-"""Write .env.example from the settings classes, so it can never drift from what the code reads.
-
-.venv/bin/python tools/env_example.py > .env.example
-(tests/deploy/test_env_example.py fails when the file is out of date)
-"""
+""".env.example from the settings classes, so it can never drift from what the code reads
+(make generate; tests/deploy/test_generated.py fails when the file is out of date)."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices
-from relayshop_platform.catalogue import CATALOGUE
+from relayshop_platform.catalogue import CATALOGUE, Service
 from relayshop_platform.settings import PlatformSettings
 
 # Read per other service (RELAYSHOP_ORDERS_URL, ...): listed one variable a line instead.
@@ -32,15 +30,15 @@ POSTGRES_PASSWORD=postgres-demo-password
 """
 
 
-def compose_secrets() -> str:
+def compose_secrets(catalogue: tuple[Service, ...] = CATALOGUE) -> str:
     """One database password per service with tables, then Redis, then one client secret per
     service: the service catalogue decides which."""
     lines = [
-        f"{s.name.upper()}_DB_PASSWORD={s.name}-demo-db-password" for s in CATALOGUE if s.tables
+        f"{s.name.upper()}_DB_PASSWORD={s.name}-demo-db-password" for s in catalogue if s.tables
     ]
     lines.append("REDIS_PASSWORD=redis-demo-password")
-    lines += [f"{s.name.upper()}_REDIS_PASSWORD={s.name}-redis-demo-password" for s in CATALOGUE]
-    lines += [f"{s.name.upper()}_CLIENT_SECRET={s.name}-demo-secret" for s in CATALOGUE]
+    lines += [f"{s.name.upper()}_REDIS_PASSWORD={s.name}-redis-demo-password" for s in catalogue]
+    lines += [f"{s.name.upper()}_CLIENT_SECRET={s.name}-demo-secret" for s in catalogue]
     return COMPOSE_HEADER + "\n".join(lines) + "\n"
 
 
@@ -65,10 +63,10 @@ def render_default(value: Any) -> str:
     return str(value)
 
 
-def build() -> str:
+def build(catalogue: tuple[Service, ...] = CATALOGUE) -> str:
     lines = [HEADER]
     seen: set[str] = set()
-    for service in CATALOGUE:
+    for service in catalogue:
         module = importlib.import_module(f"{service.package}.config")
         settings_class = next(
             value
@@ -92,8 +90,8 @@ def build() -> str:
             section.append(f"# {key}={render_default(default)}")
         lines.append(f"\n## {service.name} ({settings_class.__name__})")
         lines.extend(section)
-    return "\n".join(lines) + "\n" + compose_secrets()
+    return "\n".join(lines) + "\n" + compose_secrets(catalogue)
 
 
-if __name__ == "__main__":
-    print(build(), end="")
+def outputs(root: Path, catalogue: tuple[Service, ...]) -> dict[Path, str]:
+    return {root / ".env.example": build(catalogue)}
