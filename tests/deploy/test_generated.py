@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from relayshop_devtools.generate import compose, regions, stale
+from relayshop_devtools.generate import compose, kubernetes, regions, stale
 from relayshop_platform.catalogue import AUTH, CATALOGUE, Service, with_gateway
 from relayshop_platform.roles import Role
 
@@ -89,3 +89,12 @@ def test_a_new_service_is_in_every_part_of_compose() -> None:
     init = files[ROOT / "deploy/postgres/init-databases.sh"]
     assert 'create_service_database shipping "$SHIPPING_DB_PASSWORD"' in init
     assert "notify" not in init
+
+
+def test_only_a_generated_manifest_of_a_service_taken_out_is_a_leftover(tmp_path: Path) -> None:
+    base = tmp_path / "deploy/k8s/base"
+    base.mkdir(parents=True)
+    (base / "orders.yaml").write_text(kubernetes.GENERATED + "kind: Deployment\n")  # listed
+    (base / "billing.yaml").write_text(kubernetes.GENERATED + "kind: Deployment\n")  # taken out
+    (base / "extra.yaml").write_text("# written by hand\nkind: ConfigMap\n")  # not ours
+    assert kubernetes.leftovers(tmp_path, CATALOGUE) == [base / "billing.yaml"]

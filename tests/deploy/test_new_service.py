@@ -2,7 +2,7 @@
 and a good one gives a service whose own tests pass, that the deployment checks accept, and that
 answers through the gateway of a real stack (200 for a permitted role, 403 for another, 401
 without a token). By hand: the service's folder and its catalogue entry, then `make generate`,
-and nothing else changes."""
+and nothing else changes; taken out the same way, nothing of it is left."""
 
 from __future__ import annotations
 
@@ -125,7 +125,9 @@ def test_a_new_service_works_everywhere(fork: Path) -> None:
     assert again.returncode == 2 and "is taken" in again.stderr
 
 
-def test_a_service_added_by_hand_needs_its_folder_its_entry_and_make_generate(fork: Path) -> None:
+def test_a_service_added_by_hand_needs_its_folder_its_entry_and_make_generate(
+    fork: Path,
+) -> None:
     """billing, copied from shipping's folder and renamed, as someone would without the tool."""
     if not (fork / "services/shipping").is_dir():
         pytest.fail("needs the service of test_a_new_service_works_everywhere")
@@ -168,3 +170,12 @@ def test_a_service_added_by_hand_needs_its_folder_its_entry_and_make_generate(fo
         fork,
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+    # Taken out again the same way (its folder, its entry, make generate): the repository is
+    # as it was, billing's manifest included.
+    shutil.rmtree(fork / "services/billing")
+    catalogue.write_text(catalogue.read_text().replace(entry, ""))
+    generated = run(["make", "generate"], fork)
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    assert "removed deploy/k8s/base/billing.yaml" in generated.stdout
+    assert changed(before, snapshot(fork)) == set()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from relayshop_platform.catalogue import CATALOGUE, Service
 
-__all__ = ["outputs", "stale"]
+__all__ = ["leftovers", "outputs", "stale"]
 
 
 def outputs(root: Path, catalogue: Sequence[Service] = CATALOGUE) -> dict[Path, str]:
@@ -35,10 +35,18 @@ def outputs(root: Path, catalogue: Sequence[Service] = CATALOGUE) -> dict[Path, 
     return files
 
 
+def leftovers(root: Path, catalogue: Sequence[Service] = CATALOGUE) -> list[Path]:
+    """Files generated for a service that is no longer in the catalogue: to delete."""
+    from . import kubernetes
+
+    return kubernetes.leftovers(root, tuple(catalogue))
+
+
 def stale(root: Path, catalogue: Sequence[Service] = CATALOGUE) -> list[Path]:
-    """The generated files whose content on disk is not what the catalogue gives."""
+    """The generated files whose content on disk is not what the catalogue gives, and the
+    leftovers of a service taken out of it."""
     return [
         path
         for path, text in outputs(root, catalogue).items()
         if not path.is_file() or path.read_text() != text
-    ]
+    ] + leftovers(root, catalogue)

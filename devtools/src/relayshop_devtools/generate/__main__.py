@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import outputs, stale
+from . import leftovers, outputs, stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(root)}")
+    for path in leftovers(root):
+        path.unlink()
+        print(f"removed {path.relative_to(root)} (its service is no longer in the catalogue)")
     return 0
 
 

@@ -87,6 +87,17 @@ def outputs(root: Path, catalogue: tuple[Service, ...]) -> dict[Path, str]:
     return files
 
 
+def leftovers(root: Path, catalogue: tuple[Service, ...]) -> list[Path]:
+    """The manifests this module wrote for services the catalogue no longer lists (a service
+    taken out): found by their first line, so a file written by hand is never one of them."""
+    names = {s.name for s in catalogue}
+    return [
+        path
+        for path in sorted((root / BASE).glob("*.yaml"))
+        if path.stem not in names and path.read_text().startswith(GENERATED)
+    ]
+
+
 # ---------------------------------------------------------------- base: the services' manifests
 
 
