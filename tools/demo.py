@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import jwt
 from relayshop_devtools.repository import load_tool
+from relayshop_devtools.run import neighbour_urls
 from relayshop_platform.catalogue import GATEWAY, audience_of, service
 
 # Loaded by path: the name "trace" would find the standard library's trace module first.
@@ -52,8 +53,9 @@ class Demo:
     def __init__(self) -> None:
         env = os.environ.get
         self.gateway = env("RELAYSHOP_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
+        urls = neighbour_urls(os.environ)  # as `make run` tells the services (ports moved too)
         self.services = {
-            name: env(service(name).url_variable, service(name).local_url).rstrip("/")
+            name: urls[service(name).url_variable].rstrip("/")
             for name in ("auth", "orders", "payments", "inventory")
         }
         self.gateway_secret = env("RELAYSHOP_GATEWAY_CLIENT_SECRET", "gateway-demo-secret")
