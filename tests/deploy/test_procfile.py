@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 from relayshop_devtools import run
@@ -82,3 +83,16 @@ def test_a_service_added_to_the_catalogue_runs_without_another_edit() -> None:
     assert "shipping_service.main:create_app" in procfile["shipping"]
     assert "--port 8005" in procfile["shipping"]
     assert list(procfile)[-2:] == [GATEWAY, "ready"]
+
+
+def test_a_port_in_dotenv_is_used_as_honcho_would_see_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RELAYSHOP_PAYMENTS_PORT", "9203")
+    (tmp_path / ".env").write_text("# ports\nRELAYSHOP_ORDERS_PORT=9102\n")
+    run.main(["--print"])
+    procfile = entries(capsys.readouterr().out)
+    assert "--port 9102" in procfile["orders"]  # from .env
+    assert "--port 9203" in procfile["payments"]  # from the environment
+    assert "--port 8004" in procfile["inventory"]  # the catalogue's

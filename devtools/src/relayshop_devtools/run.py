@@ -33,6 +33,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from honcho.environ import parse as parse_dotenv
 from relayshop_platform.catalogue import CATALOGUE, GATEWAY, Service
 
 from . import oidc_provider
@@ -132,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idp", action="store_true", help="an OpenID Provider beside it")
     parser.add_argument("--print", action="store_true", help="print the Procfile, start nothing")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
+    # As honcho will see it: the environment, then .env over it (honcho reads .env the same way).
+    dotenv = Path(".env")
+    env = {**os.environ, **(parse_dotenv(dotenv.read_text()) if dotenv.is_file() else {})}
     trusted = provider = None
     if args.idp and not args.print:
         trusted, provider = identity_provider(env)
@@ -147,10 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     target.write_text(text)
     env.update(neighbour_urls(env))
     env.setdefault("RELAYSHOP_ENV", "development")
-    honcho = str(root / ".venv/bin/honcho")
+    runner = str(root / ".venv/bin/honcho")
     # -d: the processes run from the repository root, whatever directory holds the Procfile.
-    command = [honcho, "--no-prefix", "-f", str(target), "-d", str(root), "start"]
-    os.execve(honcho, command, env)  # noqa: S606 - our own honcho, as the Makefile installs it
+    command = [runner, "--no-prefix", "-f", str(target), "-d", str(root), "start"]
+    os.execve(runner, command, env)  # noqa: S606 - our own honcho, as the Makefile installs it
 
 
 if __name__ == "__main__":
