@@ -11,8 +11,9 @@ service added to the catalogue runs without another file to edit:
     gateway    last, as it calls every other one
     ready      waits for the gateway's /readyz, then prints where things are (banner.py)
 
-Each service listens on its catalogue port, or on RELAYSHOP_<NAME>_PORT when that is set (the
-services calling it are told: RELAYSHOP_<NAME>_URL follows). Each signs in to Redis as its own
+Each service listens on its catalogue port, or on RELAYSHOP_<NAME>_PORT when that is set, in the
+environment or in .env (read as honcho reads it); the services calling it are told:
+RELAYSHOP_<NAME>_URL follows. Each signs in to Redis as its own
 user with a demo password. No service speaks WebSocket: --ws none keeps uvicorn from loading
 the websockets library.
 
