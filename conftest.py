@@ -13,11 +13,10 @@ service_env the environment variables a service reads, pointed at the three abov
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +24,13 @@ from urllib.parse import parse_qs
 import jwt
 import pytest
 from relayshop_devtools.devstack import free_port
-from relayshop_devtools.testing import DEFAULT_AUDIENCE, DROP, Caller, TestKey, embedded_redis
+from relayshop_devtools.testing import (
+    DEFAULT_AUDIENCE,
+    Caller,
+    JsonHandler,
+    TestKey,
+    embedded_redis,
+)
 from relayshop_platform.relay import EXCHANGE_GRANT
 
 # Unset, RELAYSHOP_ENV means production (demo secrets refused): the tests say "test" explicitly.
@@ -67,18 +72,7 @@ class FakeAuth:
 def fake_auth(test_key: TestKey) -> Iterator[FakeAuth]:
     fake = FakeAuth(test_key)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             if self.path == "/auth/.well-known/jwks.json":
                 fake.jwks_requests += 1
@@ -105,18 +99,8 @@ def fake_auth(test_key: TestKey) -> Iterator[FakeAuth]:
             else:  # RFC 8693, the shape auth gives it (its own checks are auth's tests' business)
                 fake.exchange_requests += 1
                 subject = jwt.decode(form["subject_token"], options={"verify_signature": False})
-                act = {"sub": client_id, **({"act": subject["act"]} if "act" in subject else {})}
+                token = fake.key.exchanged(form["subject_token"], client_id, audience)
                 scope = subject["scope"]
-                token = fake.key.mint(
-                    sub=subject["sub"],
-                    roles=subject["roles"],
-                    scope=scope,
-                    sid=subject.get("sid", DROP),
-                    aud=audience,
-                    act=act,
-                    derived_from=[*subject.get("derived_from", []), subject["jti"]],
-                    client_id=client_id,
-                )
             self._json(
                 200,
                 {"access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": scope},

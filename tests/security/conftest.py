@@ -38,7 +38,14 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from relayshop_devtools.devstack import PASSWORDS, Client, Stack, free_port, make_stack
+from relayshop_devtools.devstack import (
+    PASSWORDS,
+    Client,
+    Stack,
+    free_port,
+    make_stack,
+    stop_process,
+)
 from relayshop_platform.catalogue import audience_of
 
 # Small limits with a short window: the brute-force tests hit them and then watch them end.
@@ -177,12 +184,7 @@ class Canary:
         return self.url
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
         self._log.close()
 
 

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import redis
@@ -59,6 +59,28 @@ def wait_for_redis(url: str, timeout: float = 10.0) -> None:
                 time.sleep(0.05)
     finally:
         client.close()
+
+
+def stop_process(
+    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, *, group: bool = False
+) -> None:
+    """Send ``sig`` (to its whole process group with ``group``: a process started with
+    start_new_session), give it 10 s to end, then SIGKILL."""
+
+    def send(signal_number: int) -> None:
+        if group:
+            os.killpg(process.pid, signal_number)
+        else:
+            process.send_signal(signal_number)
+
+    if process.poll() is not None:
+        return
+    send(sig)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait(5)
 
 
 def free_port() -> int:
@@ -232,13 +254,7 @@ class Stack:
         process = self.processes.pop(label, None)
         if process is None:
             return
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        stop_process(process, sig, group=True)
         log = self._logs.pop(label, None)
         if log:
             log.close()

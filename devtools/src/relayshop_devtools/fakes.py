@@ -296,17 +296,7 @@ class FakeService:
         if "exchange" in self.canned:
             status, body = self.canned["exchange"]
             return web.json_response(body, status=status)
-        subject = jwt.decode(form["subject_token"], options={"verify_signature": False})
-        token = self.exchanger.mint(
-            sub=subject["sub"],
-            roles=subject["roles"],
-            scope=subject["scope"],
-            sid=subject.get("sid"),
-            aud=form["audience"],
-            act={"sub": "gateway"},
-            derived_from=[subject["jti"]],
-            client_id="gateway",
-        )
+        token = self.exchanger.exchanged(form["subject_token"], "gateway", form["audience"])
         return web.json_response(
             {"access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": "x"}
         )

@@ -18,17 +18,16 @@ the realm's keys does.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import jwt
 
 from .devstack import free_port
-from .testing import DROP, TestKey
+from .testing import DROP, JsonHandler, TestKey
 
 __all__ = ["DROP", "KeycloakIssuer"]
 
@@ -168,10 +167,7 @@ class KeycloakIssuer:
     def start(self) -> KeycloakIssuer:
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 prefix = f"/realms/{issuer.realm}"
                 if self.path == f"{prefix}/.well-known/openid-configuration":
@@ -182,14 +178,6 @@ class KeycloakIssuer:
                     self._json(200, issuer.jwks())
                 else:
                     self._json(404, {"error": "not found"})
-
-            def _json(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from relayshop_platform.issuers import TrustedIssuer
 
+from .devstack import stop_process
 from .repository import ROOT
 
 __all__ = [
@@ -122,13 +123,8 @@ class OidcProvider:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+        if self._process is not None:
+            stop_process(self._process)
         self._process = None
 
     def __enter__(self) -> OidcProvider:

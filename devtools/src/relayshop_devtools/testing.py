@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,22 @@ def embedded_redis(directory: Path, acl: Sequence[str] = (), password: str = "")
     finally:
         process.terminate()
         process.wait(10)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet http.server handler for the small JSON servers tests stand up (a fake auth, an
+    OpenID issuer): no access log on stderr, and ``_json`` to answer."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 DEFAULT_ISSUER = "http://localhost:8000/auth"
@@ -112,6 +129,24 @@ class TestKey:
         header = {"typ": "at+jwt", "kid": self.kid}
         header.update(headers or {})
         return jwt.encode(payload, self.private_key, algorithm="RS256", headers=header)
+
+    def exchanged(self, subject_token: str, client_id: str, audience: Any) -> str:
+        """The token auth's exchange (RFC 8693) issues ``client_id`` for ``subject_token``, in
+        shape: the same user, roles, scope and sid; ``aud`` the callee; ``act`` the client with
+        earlier actors nested (section 4.1); ``derived_from`` every ancestor's jti. The subject is
+        read, not verified: the fakes that use this stand in for auth, whose tests check it."""
+        subject = jwt.decode(subject_token, options={"verify_signature": False})
+        act = {"sub": client_id, **({"act": subject["act"]} if "act" in subject else {})}
+        return self.mint(
+            sub=subject["sub"],
+            roles=subject["roles"],
+            scope=subject["scope"],
+            sid=subject.get("sid", DROP),
+            aud=audience,
+            act=act,
+            derived_from=[*subject.get("derived_from", []), subject["jti"]],
+            client_id=client_id,
+        )
 
     def service_token(self, client_id: str, **overrides: Any) -> str:
         claims = self.claims(

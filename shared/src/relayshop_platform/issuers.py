@@ -81,7 +81,6 @@ from .roles import ROLES
 from .tokens import (
     _IDENTIFIER,
     _SCOPE,
-    ALLOWED_ALGORITHMS,
     _is_numeric_date,
     decode_claims,
     key_id,
@@ -527,17 +526,17 @@ class ExternalTokenVerifier:
         if key is None:
             raise InvalidToken("unknown_key", "The ID token is signed with an unknown key.")
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims = decode_claims(
                 token,
                 key,
-                algorithms=list(ALLOWED_ALGORITHMS),
-                audience=client_id,
                 issuer=issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "nonce"]},
+                require=["exp", "iat", "iss", "aud", "sub", "nonce"],
+                audience=client_id,
+                what="ID token",
             )
-        except PyJWTError as exc:
-            raise InvalidToken("id_token", f"The ID token was refused: {exc}") from None
+        except InvalidToken as exc:
+            raise InvalidToken("id_token", f"The ID token was refused: {exc.detail}") from None
         if "azp" in claims and claims["azp"] != client_id:
             raise InvalidToken("azp", "The ID token was issued to another client.")
         given = claims["nonce"]

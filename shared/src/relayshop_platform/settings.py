@@ -9,6 +9,7 @@ secrets or the demo accounts.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from fastapi import Request
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .catalogue import AUTH, SERVICES, Service, service
+from .catalogue import AUTH, CATALOGUE, Service, service
 from .issuers import TrustedIssuers
 
 # What a service uses; the rest is this module's own business.
@@ -29,11 +30,13 @@ __all__ = [
 DEMO_SECRET_MARKER = "demo"
 
 
-def neighbours(name: str) -> tuple[Service, ...]:
+def neighbours(name: str, catalogue: Iterable[Service] = CATALOGUE) -> tuple[Service, ...]:
     """The services ``name`` calls (the catalogue's ``calls``) but auth, whose address is the
-    ``auth_url`` setting of every service."""
-    calls = SERVICES[name].calls if name in SERVICES else ()
-    return tuple(service(callee) for callee in calls if callee != AUTH)
+    ``auth_url`` setting of every service. ``catalogue``: another than relayshop's (make
+    generate renders one with a service that is not installed yet)."""
+    by_name = {s.name: s for s in catalogue}
+    calls = by_name[name].calls if name in by_name else ()
+    return tuple(by_name[callee] for callee in calls if callee != AUTH)
 
 
 class PlatformSettings(BaseSettings):

@@ -215,10 +215,12 @@ def decode_claims(
     leeway: float,
     require: list[str],
     audience: str | None = None,
+    what: str = "access token",
 ) -> dict[str, Any]:
     """PyJWT's signature and registered-claim checks (RS256 only), each failure turned into
     InvalidToken with its reason word. ``audience``: checked here when given (string or list
-    ``aud`` containing it, RFC 7519 4.1.3); otherwise only required, for the caller to judge."""
+    ``aud`` containing it, RFC 7519 4.1.3); otherwise only required, for the caller to judge.
+    ``what`` names the token in the messages."""
     # verify_aud off only when no audience is given: aud is still required, the caller judges it.
     options: Options = {"require": require, "verify_aud": audience is not None}
     try:
@@ -232,19 +234,19 @@ def decode_claims(
             options=options,
         )
     except ExpiredSignatureError:
-        raise InvalidToken("expired", "The access token has expired.") from None
+        raise InvalidToken("expired", f"The {what} has expired.") from None
     except (ImmatureSignatureError, InvalidIssuedAtError):
-        raise InvalidToken("not_yet_valid", "The access token is not valid yet.") from None
+        raise InvalidToken("not_yet_valid", f"The {what} is not valid yet.") from None
     except InvalidAudienceError:
-        raise InvalidToken("audience", "The access token is for another audience.") from None
+        raise InvalidToken("audience", f"The {what} is for another audience.") from None
     except InvalidIssuerError:
-        raise InvalidToken("issuer", "The access token has an unknown issuer.") from None
+        raise InvalidToken("issuer", f"The {what} has an unknown issuer.") from None
     except MissingRequiredClaimError as exc:
-        raise InvalidToken("missing_claim", f"The access token lacks '{exc.claim}'.") from None
+        raise InvalidToken("missing_claim", f"The {what} lacks '{exc.claim}'.") from None
     except InvalidSignatureError:
-        raise InvalidToken("signature", "The access token's signature is invalid.") from None
+        raise InvalidToken("signature", f"The {what}'s signature is invalid.") from None
     except PyJWTError:
-        raise InvalidToken("malformed", "The access token could not be read.") from None
+        raise InvalidToken("malformed", f"The {what} could not be read.") from None
     return claims
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from relayshop_platform.catalogue import AUTH, GATEWAY, Service
 from relayshop_platform.redis_acl import HEALTH_CHECK, acl_users, redis_server_args
+from relayshop_platform.settings import neighbours
 
 from . import regions
 
@@ -80,14 +81,11 @@ def secret(name: str) -> str:
     return f"${{{name}:?set {name} in .env}}"
 
 
-def urls(service: Service, catalogue: tuple[Service, ...], indent: str = "      ") -> str:
+def urls(service: Service, catalogue: tuple[Service, ...]) -> str:
     """The URLs of the services ``service`` calls, by their compose names (auth's is common)."""
-    ports = {s.name: s.port for s in catalogue}
     return "".join(
-        f"{indent}{next(s for s in catalogue if s.name == callee).url_variable}: "
-        f"http://{callee}:{ports[callee]}\n"
-        for callee in service.calls
-        if callee != AUTH
+        f"      {n.url_variable}: http://{n.name}:{n.port}\n"
+        for n in neighbours(service.name, catalogue)
     )
 
 

@@ -11,6 +11,8 @@ from pydantic import AliasChoices
 from relayshop_platform.catalogue import CATALOGUE, Service
 from relayshop_platform.settings import PlatformSettings
 
+from . import demo
+
 # Read per other service (RELAYSHOP_ORDERS_URL, ...): listed one variable a line instead.
 PER_SERVICE_FIELDS = ("service_urls", "client_secrets")
 HEADER = """\
@@ -34,11 +36,11 @@ def compose_secrets(catalogue: tuple[Service, ...] = CATALOGUE) -> str:
     """One database password per service with tables, then Redis, then one client secret per
     service: the service catalogue decides which."""
     lines = [
-        f"{s.name.upper()}_DB_PASSWORD={s.name}-demo-db-password" for s in catalogue if s.tables
+        f"{s.name.upper()}_DB_PASSWORD={demo.db_password(s.name)}" for s in catalogue if s.tables
     ]
     lines.append("REDIS_PASSWORD=redis-demo-password")
-    lines += [f"{s.name.upper()}_REDIS_PASSWORD={s.name}-redis-demo-password" for s in catalogue]
-    lines += [f"{s.name.upper()}_CLIENT_SECRET={s.name}-demo-secret" for s in catalogue]
+    lines += [f"{s.name.upper()}_REDIS_PASSWORD={demo.redis_password(s.name)}" for s in catalogue]
+    lines += [f"{s.name.upper()}_CLIENT_SECRET={demo.client_secret(s.name)}" for s in catalogue]
     return COMPOSE_HEADER + "\n".join(lines) + "\n"
 
 

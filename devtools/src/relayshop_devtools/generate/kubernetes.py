@@ -23,8 +23,9 @@ from string import Template
 
 from relayshop_platform.catalogue import AUTH, GATEWAY, Service
 from relayshop_platform.redis_acl import acl_users, service_of, user_rules
+from relayshop_platform.settings import neighbours
 
-from . import regions
+from . import demo, regions
 
 TEMPLATE = Path("deploy/k8s/templates/service.yaml")
 BASE = Path("deploy/k8s/base")
@@ -63,12 +64,12 @@ def outputs(root: Path, catalogue: tuple[Service, ...]) -> dict[Path, str]:
         },
         DEMO / "secrets.yaml": {
             "database-passwords": "".join(
-                f"  {s.name.upper()}_DB_PASSWORD: {s.name}-demo-db-password\n"
+                f"  {s.name.upper()}_DB_PASSWORD: {demo.db_password(s.name)}\n"
                 for s in catalogue
                 if s.tables
             ),
             "redis-passwords": "".join(
-                f"  {name.upper()}_REDIS_PASSWORD: {name}-redis-demo-password\n"
+                f"  {name.upper()}_REDIS_PASSWORD: {demo.redis_password(name)}\n"
                 for name in _redis_services(catalogue)
             ),
             "service-secrets": "".join(service_secret(s, catalogue) for s in catalogue),
@@ -129,15 +130,13 @@ def manifest(root: Path, service: Service, catalogue: tuple[Service, ...]) -> st
 def url_entries(service: Service, catalogue: tuple[Service, ...], *, heading: bool = False) -> str:
     """Env entries with the in-cluster URL of each service ``service`` calls, by its Service name.
     Not auth's: config.yaml gives that one to every service."""
-    ports = {s.name: s.port for s in catalogue}
-    callees = [name for name in service.calls if name != AUTH]
+    callees = neighbours(service.name, catalogue)
     if not callees:
         return ""
     comment = "# The services it calls (the service catalogue's calls), by their Service names.\n"
     return (" " * 12 + comment if heading else "") + "".join(
-        f"            - name: RELAYSHOP_{name.upper()}_URL\n"
-        f"              value: http://{name}:{ports[name]}\n"
-        for name in callees
+        f"            - name: {n.url_variable}\n              value: http://{n.name}:{n.port}\n"
+        for n in callees
     )
 
 
@@ -195,11 +194,11 @@ def service_secret(service: Service, catalogue: tuple[Service, ...]) -> str:
     ]
     if service.tables:
         lines.append(
-            f"  DATABASE_URL: postgresql://{name}:{name}-demo-db-password@postgres:5432/{name}\n"
+            f"  DATABASE_URL: postgresql://{name}:{demo.db_password(name)}@postgres:5432/{name}\n"
         )
-    lines.append(f"  RELAYSHOP_CLIENT_SECRET: {name}-demo-secret\n")
-    lines.append(f"  RELAYSHOP_REDIS_PASSWORD: {name}-redis-demo-password\n")
-    lines += [f"  RELAYSHOP_{c.upper()}_CLIENT_SECRET: {c}-demo-secret\n" for c in clients]
+    lines.append(f"  RELAYSHOP_CLIENT_SECRET: {demo.client_secret(name)}\n")
+    lines.append(f"  RELAYSHOP_REDIS_PASSWORD: {demo.redis_password(name)}\n")
+    lines += [f"  RELAYSHOP_{c.upper()}_CLIENT_SECRET: {demo.client_secret(c)}\n" for c in clients]
     return "".join(lines)
 
 
